@@ -1,0 +1,19 @@
+"""Encoders and heads."""
+
+from lfr_report.models.encoders import (
+    ENCODERS,
+    ConvNetEncoder,
+    ResNet18Encoder,
+    build_encoder,
+    encoder_arch,
+)
+from lfr_report.models.heads import Projector
+
+__all__ = [
+    "ENCODERS",
+    "ConvNetEncoder",
+    "Projector",
+    "ResNet18Encoder",
+    "build_encoder",
+    "encoder_arch",
+]

@@ -1,0 +1,132 @@
+"""Encoders f: image batch (B, C, H, W) -> representation y (B, dim).
+
+Both encoders end the way the course's VICReg encoder does: backbone features ->
+``Linear(features, 512)`` -> ``BatchNorm1d`` -> ``ReLU`` -> ``Linear(512, dim)``, so the
+representation used downstream is the output of that last linear layer.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.models import resnet18
+
+from lfr_report.errors import ConfigError
+
+
+def _representation_head(features: int, dim: int, hidden: int = 512) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(features, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, dim),
+    )
+
+
+class ResNet18Encoder(nn.Module):
+    """torchvision's ResNet-18 with the CIFAR stem of the course's ``models.py``.
+
+    The 7x7 stride-2 stem becomes a 3x3 stride-1 convolution (no padding, as the
+    course's code has it) and the max-pool is removed, so 32x32 images keep their
+    resolution through the first stage. The assignment's backbone; meant for a GPU.
+    """
+
+    def __init__(self, in_channels: int = 3, dim: int = 128) -> None:
+        super().__init__()
+        backbone = resnet18(weights=None)
+        backbone.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1)
+        backbone.maxpool = nn.Identity()
+        backbone.fc = nn.Identity()  # the head below starts with the course's fc (512 -> 512)
+        self.backbone = backbone
+        self.head = _representation_head(512, dim)
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvNetEncoder(nn.Module):
+    """A small ConvNet for the CPU path: one 3x3 conv-BN-ReLU block per width, each after
+    the first halving the resolution, then the representation head.
+
+    ``pool="flatten"`` feeds the head the whole final feature map (for 28x28 inputs and
+    three widths, 7x7 per channel), keeping where in the image a feature fired; on
+    Fashion-MNIST this probes several points better than ``pool="avg"`` (global average
+    pooling, which discards the layout) at the same training budget. With widths
+    (32, 64, 128, 256) and ``avg`` it is the '4-block ConvNet' of the SimCLR example.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        dim: int = 128,
+        widths: tuple[int, ...] = (32, 64, 128),
+        pool: str = "flatten",
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        if not widths:
+            raise ConfigError("the convnet encoder needs at least one width")
+        if pool not in ("flatten", "avg"):
+            raise ConfigError(f"unknown pool {pool!r}; use flatten or avg")
+        blocks, c_in, side = [], in_channels, image_size
+        for i, width in enumerate(widths):
+            blocks.append(_conv_block(c_in, width, stride=1 if i == 0 else 2))
+            side = side if i == 0 else (side + 1) // 2  # 3x3, padding 1, stride 2: ceil(side / 2)
+            c_in = width
+        pooling = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool == "avg" else [nn.Flatten()]
+        self.features = nn.Sequential(*blocks, *pooling)
+        self.head = _representation_head(c_in if pool == "avg" else c_in * side * side, dim)
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+ENCODERS = ("convnet", "resnet18")
+
+
+def build_encoder(
+    name: str,
+    in_channels: int,
+    dim: int,
+    image_size: int = 28,
+    widths: tuple[int, ...] | list[int] = (32, 64, 128),
+    pool: str = "flatten",
+) -> nn.Module:
+    """An encoder by name: ``convnet`` (``widths``, ``pool`` and ``image_size`` apply) or ``resnet18``.
+
+    ``encoder_arch(...)`` returns these arguments as a dict, stored with the weights so
+    ``build_encoder(**arch)`` rebuilds the same network.
+    """
+    if name == "convnet":
+        return ConvNetEncoder(in_channels, dim, tuple(widths), pool, image_size)
+    if name == "resnet18":
+        return ResNet18Encoder(in_channels, dim)
+    raise ConfigError(f"unknown encoder {name!r}; known encoders: {', '.join(ENCODERS)}")
+
+
+def encoder_arch(
+    name: str,
+    in_channels: int,
+    dim: int,
+    image_size: int,
+    widths: tuple[int, ...] | list[int],
+    pool: str,
+) -> dict:
+    """The arguments of ``build_encoder`` as a plain dict (JSON- and torch.save-friendly)."""
+    return {
+        "name": name,
+        "in_channels": in_channels,
+        "dim": dim,
+        "image_size": image_size,
+        "widths": list(widths),
+        "pool": pool,
+    }

@@ -1,0 +1,70 @@
+"""The training loop: it logs every term, and a resumed run ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import torch
+
+from lfr_report.data import Augment, AugmentParams, load_dataset
+from lfr_report.models import Projector, build_encoder
+from lfr_report.ssl import VICRegLoss
+from lfr_report.ssl.train import fit
+
+DEVICE = torch.device("cpu")
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    data = load_dataset("synthetic", "train").subset(256)
+    test = load_dataset("synthetic", "test").subset(64)
+    augment = Augment(AugmentParams(), data.spec.mean, data.spec.std)
+    encoder, projector = build_encoder("convnet", 1, 8, widths=(4, 8)), Projector(8, 16)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *projector.parameters()], lr=1e-3)
+    return data, test, augment, encoder, projector, optimizer
+
+
+def _fit(epochs, checkpoint=None, seed=0):
+    data, test, augment, encoder, projector, optimizer = _setup(seed)
+    logged = []
+    result = fit(
+        encoder=encoder, projector=projector, objective=VICRegLoss(),
+        make_views=lambda batch, index, g: (augment(batch, g), augment(batch, g)),
+        train_images=data.images, test_images=test.images, optimizer=optimizer, epochs=epochs, batch_size=64,
+        device=DEVICE, log=lambda name, value, step: logged.append((name, step, value)),
+        generator=torch.Generator().manual_seed(seed), checkpoint=checkpoint, log_every=3, progress=False,
+    )  # fmt: skip
+    return result, logged, encoder
+
+
+def test_every_term_is_logged_per_batch_and_per_epoch():
+    result, logged, _ = _fit(2)
+    names = {name for name, _, _ in logged}
+    assert names == {
+        f"{split}_{t}"
+        for split in ("train", "test")
+        for t in ("loss", "invariance", "variance", "covariance")
+    }
+    train_steps = [step for name, step, _ in logged if name == "train_loss"]
+    assert train_steps == list(range(8))  # 256 images / 64 per batch = 4 batches, 2 epochs
+    assert [step for name, step, _ in logged if name == "test_loss"] == [4, 8]
+    assert result.steps == 8 and result.resumed_from_epoch == 0
+
+
+def test_resumed_training_matches_uninterrupted_training(tmp_path):
+    checkpoint = tmp_path / "ck.pt"
+    _, _, uninterrupted = _fit(2)
+    _fit(1, checkpoint)  # "killed" after epoch 1: only the checkpoint survives
+    result, logged, resumed = _fit(2, checkpoint)
+    assert result.resumed_from_epoch == 1 and result.epochs_run == 1
+    # The replayed history holds epoch 1, so the run's curve is whole.
+    assert [step for name, step, _ in logged if name == "train_loss"] == list(range(8))
+    for a, b in zip(
+        uninterrupted.state_dict().values(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    checkpoint = tmp_path / "ck.pt"
+    _fit(1, checkpoint)
+    assert checkpoint.is_file() and not (tmp_path / "ck.pt.tmp").exists()
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
