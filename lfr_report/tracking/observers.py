@@ -1,0 +1,66 @@
+"""Which observer records a run, and the command-line entry of every experiment.
+
+Observers are never attached at import time. ``run_commandline(ex)`` (the last line of
+each script in ``experiments/``) adds the default observer only when the command
+line names none of Sacred's observer flags:
+
+* ``LFR_MONGO_URL`` set: ``MongoObserver`` on that server (database from the URL's
+  path, else ``$LFR_MONGO_DB``, else ``lfr``); the server is pinged first so a
+  missing server is one clear line, not a 30 s hang;
+* otherwise: ``FileStorageObserver`` under ``$LFR_RUNS_DIR`` (default ``runs``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from sacred import Experiment
+from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
+
+from lfr_report.errors import LfrError
+from lfr_report.tracking.store import connect_mongo, runs_dir
+
+# Sacred's own observer options: when one is given, the user chose the observer.
+_OBSERVER_OPTIONS = ("-F", "--file_storage", "-m", "--mongo_db", "-s", "--sql", "-t", "--tiny_db",
+                     "-S", "--s3", "-G", "--gcs", "-u", "--unobserved")  # fmt: skip
+
+
+def default_observer() -> RunObserver:
+    """MongoDB when ``LFR_MONGO_URL`` is set, else a file store under ``$LFR_RUNS_DIR``."""
+    url = os.environ.get("LFR_MONGO_URL")
+    if url:
+        client, db = connect_mongo(url)
+        return MongoObserver(client=client, db_name=db.name)
+    return FileStorageObserver(str(runs_dir()))
+
+
+def names_an_observer(argv: Sequence[str]) -> bool:
+    """True when the command line already chooses an observer (or none, with ``-u``)."""
+    return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in _OBSERVER_OPTIONS)
+
+
+def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
+    """Run ``ex`` from the command line as Sacred does, with the default observer unless one is named.
+
+    ``--help``, ``print_config`` and the other informational commands start no run
+    and need no observer, so for them none is connected.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    informational = {
+        "-h",
+        "--help",
+        "help",
+        "print_config",
+        "print_dependencies",
+        "save_config",
+        "print_named_configs",
+    }
+    if not names_an_observer(argv[1:]) and not informational.intersection(argv[1:]):
+        try:
+            ex.observers.append(default_observer())
+        except LfrError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+    ex.run_commandline(argv)

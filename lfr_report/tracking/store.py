@@ -1,0 +1,292 @@
+"""The run store: one read interface over Sacred's file store and its MongoDB store.
+
+Report code reads runs only through ``RunStore``: find runs by experiment, status and
+config values, read a run's metrics, read its artifacts. ``FileRunStore`` reads what
+Sacred's ``FileStorageObserver`` writes (``<root>/<id>/run.json``, ``config.json``,
+``info.json``, ``metrics.json`` and the artifact files beside them);
+``MongoRunStore`` reads what ``MongoObserver`` writes (the ``runs`` and ``metrics``
+collections and GridFS). ``open_store()`` picks one the way the experiments pick
+their observer: MongoDB when ``LFR_MONGO_URL`` is set, else ``$LFR_RUNS_DIR`` (default
+``runs``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lfr_report.errors import StoreError
+
+MONGO_TIMEOUT_MS = 5000  # how long to wait for a MongoDB server before saying it cannot be reached
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the store knows about one run."""
+
+    id: str
+    experiment: str
+    status: str  # QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMED_OUT
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    start_time: str | None = None  # ISO 8601, UTC
+    stop_time: str | None = None
+    host: dict[str, Any] = field(default_factory=dict)
+    repositories: tuple[dict[str, Any], ...] = ()  # Sacred's git records: url, commit, dirty
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def commit(self) -> str | None:
+        """The git commit the run's code came from (with ``+dirty`` if it had local changes)."""
+        commit = self.info.get("git_commit")
+        if commit:
+            return commit
+        for repo in self.repositories:
+            if repo.get("commit"):
+                return repo["commit"] + ("+dirty" if repo.get("dirty") else "")
+        return None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One logged scalar series."""
+
+    name: str
+    steps: list[int]
+    values: list[float]
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"data": {"name": "x"}}`` -> ``{"data.name": "x"}``; values are JSON-normalised (tuples become lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, path + "."))
+        else:
+            flat[path] = json.loads(json.dumps(value))
+    return flat
+
+
+def config_matches(config: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """True when every (dotted) key of ``wanted`` has the same value in ``config``."""
+    have = flatten_config(config)
+    return all(key in have and have[key] == value for key, value in flatten_config(wanted).items())
+
+
+class RunStore(ABC):
+    """Read access to recorded runs; see the module docstring."""
+
+    location: str  # where the runs are, for messages and reports
+
+    @abstractmethod
+    def runs(self, experiment: str | None = None) -> list[Run]:
+        """All runs, of one experiment if given."""
+
+    @abstractmethod
+    def metrics(self, run_id: str) -> dict[str, Metric]:
+        """Every metric a run logged, by name."""
+
+    @abstractmethod
+    def artifact(self, run_id: str, name: str) -> bytes:
+        """The content of one artifact of a run."""
+
+    def get(self, run_id: str) -> Run:
+        for run in self.runs():
+            if run.id == str(run_id):
+                return run
+        raise StoreError(f"no run with id {run_id!r} in {self.location}")
+
+    def find(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> list[Run]:
+        """Runs that match, newest first. ``config`` matches by (dotted) key, see ``config_matches``."""
+        found = [
+            run
+            for run in self.runs(experiment)
+            if (status is None or run.status == status)
+            and (config is None or config_matches(run.config, config))
+        ]
+        return sorted(found, key=lambda run: (run.start_time or "", _numeric(run.id)), reverse=True)
+
+    def latest(self, experiment: str, config: Mapping[str, Any] | None = None) -> Run | None:
+        """The newest COMPLETED run of ``experiment`` whose config matches, or None."""
+        found = self.find(experiment, "COMPLETED", config)
+        return found[0] if found else None
+
+
+def _numeric(run_id: str) -> int:
+    return int(run_id) if run_id.isdigit() else -1
+
+
+class FileRunStore(RunStore):
+    """Runs written by Sacred's ``FileStorageObserver`` under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+
+    def _read_json(self, path: Path, default: Any) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return default
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+
+    def runs(self, experiment: str | None = None) -> list[Run]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for directory in sorted(self.root.iterdir(), key=lambda p: _numeric(p.name)):
+            run_json = directory / "run.json"
+            if not directory.name.isdigit() or not run_json.is_file():
+                continue
+            entry = self._read_json(run_json, {})
+            if experiment is not None and entry.get("experiment", {}).get("name") != experiment:
+                continue
+            found.append(
+                Run(
+                    id=directory.name,
+                    experiment=entry.get("experiment", {}).get("name", ""),
+                    status=entry.get("status", "UNKNOWN"),
+                    config=self._read_json(directory / "config.json", {}),
+                    info=self._read_json(directory / "info.json", {}),
+                    result=entry.get("result"),
+                    start_time=entry.get("start_time"),
+                    stop_time=entry.get("stop_time"),
+                    host=entry.get("host", {}),
+                    repositories=tuple(entry.get("experiment", {}).get("repositories", [])),
+                    artifacts=tuple(entry.get("artifacts", [])),
+                )
+            )
+        return found
+
+    def metrics(self, run_id: str) -> dict[str, Metric]:
+        raw = self._read_json(self.root / str(run_id) / "metrics.json", {})
+        return {name: Metric(name, m["steps"], m["values"]) for name, m in raw.items()}
+
+    def artifact(self, run_id: str, name: str) -> bytes:
+        path = self.root / str(run_id) / name
+        if not path.is_file():
+            raise StoreError(f"run {run_id} in {self.location} has no artifact {name!r}")
+        return path.read_bytes()
+
+
+class MongoRunStore(RunStore):
+    """Runs written by Sacred's ``MongoObserver`` into database ``db`` (a pymongo or mongomock Database)."""
+
+    def __init__(self, db: Any, location: str | None = None) -> None:
+        import gridfs
+
+        self.db = db
+        self.fs = gridfs.GridFS(db)
+        self.location = location or f"MongoDB database {db.name!r}"
+
+    @classmethod
+    def from_url(cls, url: str, db_name: str | None = None) -> MongoRunStore:
+        """Connect to ``url``; a server that does not answer within 5 s is a one-line ``StoreError``."""
+        _client, db = connect_mongo(url, db_name)
+        return cls(db, f"MongoDB {redact_url(url)} database {db.name!r}")
+
+    def _run(self, doc: Mapping[str, Any]) -> Run:
+        experiment = doc.get("experiment", {})
+        return Run(
+            id=str(doc["_id"]),
+            experiment=experiment.get("name", ""),
+            status=doc.get("status", "UNKNOWN"),
+            config=doc.get("config", {}),
+            info=doc.get("info", {}) or {},
+            result=doc.get("result"),
+            start_time=_iso(doc.get("start_time")),
+            stop_time=_iso(doc.get("stop_time")),
+            host=doc.get("host", {}),
+            repositories=tuple(experiment.get("repositories", [])),
+            artifacts=tuple(a["name"] for a in doc.get("artifacts", [])),
+        )
+
+    def runs(self, experiment: str | None = None) -> list[Run]:
+        query = {} if experiment is None else {"experiment.name": experiment}
+        return [self._run(doc) for doc in self.db.runs.find(query)]
+
+    def _doc(self, run_id: str) -> Mapping[str, Any]:
+        key: Any = int(run_id) if str(run_id).isdigit() else run_id
+        doc = self.db.runs.find_one({"_id": key})
+        if doc is None:
+            raise StoreError(f"no run with id {run_id!r} in {self.location}")
+        return doc
+
+    def get(self, run_id: str) -> Run:
+        return self._run(self._doc(run_id))
+
+    def metrics(self, run_id: str) -> dict[str, Metric]:
+        key: Any = int(run_id) if str(run_id).isdigit() else run_id
+        return {
+            m["name"]: Metric(m["name"], list(m["steps"]), list(m["values"]))
+            for m in self.db.metrics.find({"run_id": key})
+        }
+
+    def artifact(self, run_id: str, name: str) -> bytes:
+        for entry in self._doc(run_id).get("artifacts", []):
+            if entry["name"] == name:
+                return self.fs.get(entry["file_id"]).read()
+        raise StoreError(f"run {run_id} in {self.location} has no artifact {name!r}")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect_mongo(url: str, db_name: str | None = None) -> tuple[Any, Any]:
+    """A pymongo client and database for ``url``, checked with a ping.
+
+    The database is ``db_name``, else the one named in the URL's path, else
+    ``$LFR_MONGO_DB``, else ``lfr``.
+    """
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    try:
+        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
+        client.admin.command("ping")
+    except (PyMongoError, ValueError) as exc:
+        raise StoreError(
+            f"cannot reach MongoDB at {redact_url(url)} ({exc.__class__.__name__}); start it with `make stack-up`, "
+            "or unset LFR_MONGO_URL to use the file store under runs/"
+        ) from None
+    db = (
+        client[db_name]
+        if db_name
+        else client.get_default_database(default=os.environ.get("LFR_MONGO_DB", "lfr"))
+    )
+    return client, db
+
+
+def runs_dir() -> Path:
+    """Where the file store lives: ``$LFR_RUNS_DIR``, default ``runs``."""
+    return Path(os.environ.get("LFR_RUNS_DIR", "runs"))
+
+
+def open_store() -> RunStore:
+    """The store the experiments write to: MongoDB if ``LFR_MONGO_URL`` is set, else the file store."""
+    url = os.environ.get("LFR_MONGO_URL")
+    return MongoRunStore.from_url(url) if url else FileRunStore(runs_dir())

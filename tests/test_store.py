@@ -1,0 +1,140 @@
+"""The run store reads back what Sacred's observers wrote, the same way for files and MongoDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mongomock
+import mongomock.gridfs
+import pytest
+from sacred import Experiment
+from sacred.observers import FileStorageObserver, MongoObserver
+
+from lfr_report.errors import StoreError
+from lfr_report.tracking import store as store_module
+from lfr_report.tracking.store import (
+    FileRunStore,
+    MongoRunStore,
+    config_matches,
+    open_store,
+    redact_url,
+)
+
+
+def tiny_experiment() -> Experiment:
+    ex = Experiment("tiny")
+    ex.add_config(scale="smoke", data={"name": "synthetic"}, fail=False, tmp_dir="")
+
+    @ex.main
+    def main(_run, fail, tmp_dir):
+        _run.info["device"] = "cpu"
+        for step in range(3):
+            _run.log_scalar("train_loss", 1.0 / (step + 1), step)
+        _run.log_scalar("probe_test_accuracy", 0.75)
+        artifact = Path(tmp_dir) / "weights.bin"
+        artifact.write_bytes(b"\x00\x01weights")
+        _run.add_artifact(str(artifact), "weights.bin")
+        if fail:
+            raise RuntimeError("boom")
+        return {"probe_test_accuracy": 0.75}
+
+    return ex
+
+
+def record(ex: Experiment, observer, tmp_path: Path, **updates):
+    ex.observers.append(observer)
+    try:
+        return ex.run(
+            config_updates={"tmp_dir": str(tmp_path), **updates}, options={"--loglevel": "ERROR"}
+        )
+    finally:
+        ex.observers.remove(observer)
+
+
+@pytest.fixture(params=["file", "mongo"])
+def store_and_observer(request, tmp_path):
+    """A fresh store and a factory for observers writing into it."""
+    if request.param == "file":
+        root = tmp_path / "store"
+        return FileRunStore(root), lambda: FileStorageObserver(str(root))
+    mongomock.gridfs.enable_gridfs_integration()
+    db = mongomock.MongoClient().db
+    import gridfs
+
+    def observer():
+        return MongoObserver.create_from(
+            runs_collection=db.runs, fs=gridfs.GridFS(db), metrics_collection=db.metrics
+        )
+
+    return MongoRunStore(db), observer
+
+
+def test_completed_run_reads_back(store_and_observer, tmp_path):
+    store, observer = store_and_observer
+    record(tiny_experiment(), observer(), tmp_path)
+    [run] = store.find("tiny")
+    assert run.status == "COMPLETED" and run.experiment == "tiny"
+    assert run.config["data"]["name"] == "synthetic" and run.info["device"] == "cpu"
+    assert run.result == {"probe_test_accuracy": 0.75}
+    metrics = store.metrics(run.id)
+    assert metrics["train_loss"].steps == [0, 1, 2]
+    assert metrics["train_loss"].values == pytest.approx([1.0, 0.5, 1 / 3])
+    assert store.artifact(run.id, "weights.bin") == b"\x00\x01weights"
+    assert "weights.bin" in run.artifacts
+    assert store.get(run.id).id == run.id
+
+
+def test_latest_skips_failed_runs_and_matches_config(store_and_observer, tmp_path):
+    store, observer = store_and_observer
+    ex = tiny_experiment()
+    record(ex, observer(), tmp_path)
+    with pytest.raises(RuntimeError):
+        record(ex, observer(), tmp_path, fail=True)
+    statuses = sorted(run.status for run in store.find("tiny"))
+    assert statuses == ["COMPLETED", "FAILED"]
+    latest = store.latest("tiny", {"data": {"name": "synthetic"}, "scale": "smoke"})
+    assert latest is not None and latest.status == "COMPLETED"
+    assert store.latest("tiny", {"scale": "default"}) is None
+    assert store.latest("other") is None
+
+
+def test_missing_artifact_and_run_are_store_errors(store_and_observer, tmp_path):
+    store, observer = store_and_observer
+    record(tiny_experiment(), observer(), tmp_path)
+    run = store.find("tiny")[0]
+    with pytest.raises(StoreError, match=r"no artifact 'nope\.npz'"):
+        store.artifact(run.id, "nope.npz")
+    with pytest.raises(StoreError, match="no run with id '999'"):
+        store.get("999")
+
+
+def test_config_matching_is_by_dotted_key_and_json_value():
+    config = {"data": {"name": "x", "train_size": None}, "betas": [0.9, 0.999], "scale": "default"}
+    assert config_matches(config, {"data.name": "x"})
+    assert config_matches(config, {"data": {"name": "x"}, "betas": (0.9, 0.999)})
+    assert not config_matches(config, {"data": {"name": "y"}})
+    assert not config_matches(config, {"missing": 1})
+    assert config_matches(config, {"data": {"train_size": None}})
+
+
+def test_empty_file_store_has_no_runs(tmp_path):
+    assert FileRunStore(tmp_path / "absent").runs() == []
+
+
+def test_unreachable_mongo_is_one_line(monkeypatch):
+    monkeypatch.setattr(store_module, "MONGO_TIMEOUT_MS", 200)
+    monkeypatch.setenv("LFR_MONGO_URL", "mongodb://lfr:secret@127.0.0.1:9/lfr")
+    with pytest.raises(StoreError) as err:
+        open_store()
+    message = str(err.value)
+    assert "cannot reach MongoDB" in message and "secret" not in message and "\n" not in message
+
+
+def test_redact_url_hides_the_password_only():
+    assert redact_url("mongodb://u:pw@host:27017/db") == "mongodb://u:***@host:27017/db"
+    assert redact_url("mongodb://host/db") == "mongodb://host/db"
+
+
+def test_open_store_defaults_to_the_runs_dir(isolated):
+    store = open_store()
+    assert isinstance(store, FileRunStore) and store.root == isolated / "runs"
