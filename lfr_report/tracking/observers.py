@@ -64,3 +64,13 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
     ex.run_commandline(argv)
+
+
+def run_location(run) -> str:
+    """Where a running Sacred run is being recorded, for the summary line at its end."""
+    for observer in run.observers:
+        if isinstance(observer, FileStorageObserver):
+            return observer.dir
+        if isinstance(observer, MongoObserver):
+            return f"MongoDB database {observer.runs.database.name!r}, run {run._id}"
+    return "nowhere (no observer: use -F DIR or drop -u to record runs)"
