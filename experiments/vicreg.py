@@ -1,0 +1,237 @@
+"""VICReg pretraining, then a linear probe on the frozen encoder beside the raw-pixel floor.
+
+    python experiments/vicreg.py                      # default scale: Fashion-MNIST on the CPU
+    python experiments/vicreg.py with smoke           # seconds, synthetic data (tests)
+    python experiments/vicreg.py with full            # the exercise's CIFAR-10 setting, for a GPU
+    python experiments/vicreg.py print_config with full
+    python experiments/vicreg.py with default epochs=3 -F /tmp/runs   # any value, any observer
+
+The run logs ``train_{loss,invariance,variance,covariance}`` per training batch and
+``test_*`` once per epoch, then ``probe_test_accuracy`` and ``pixels_probe_test_accuracy``.
+Artifacts: ``encoder.pt`` (weights and architecture), ``test_representations.npz``
+(features, labels) and ``test_embedding_2d.npz`` (PCA and t-SNE of those features).
+A killed run leaves a checkpoint; the same command resumes it from its last epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from sacred import Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from lfr_report.data import subset_index
+from lfr_report.errors import ConfigError
+from lfr_report.evaluate import extract_features
+from lfr_report.evaluate.embed import pca_2d, tsne_2d
+from lfr_report.ingredients import (
+    augment_ingredient,
+    build_augment,
+    data_ingredient,
+    load_splits,
+    probe_ingredient,
+    run_probe,
+)
+from lfr_report.models import Projector, build_encoder, encoder_arch
+from lfr_report.ssl import VICRegLoss
+from lfr_report.ssl.train import fit
+from lfr_report.tracking import (
+    describe_device,
+    git_commit,
+    resolve_device,
+    run_commandline,
+    seed_everything,
+)
+from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact
+from lfr_report.tracking.observers import run_location
+
+ex = Experiment(
+    "vicreg",
+    ingredients=[data_ingredient, augment_ingredient, probe_ingredient],
+    base_dir=str(Path(__file__).resolve().parents[1]),
+)
+ex.captured_out_filter = (
+    apply_backspaces_and_linefeeds  # keep progress bars out of the stored output
+)
+
+
+@ex.config
+def config():
+    scale = (
+        "default"  # smoke | default | full: which named config produced this run (reports show it)
+    )
+    seed = 0  # seeds python, numpy and torch; also picks data subsets
+    device = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
+    encoder = (
+        "convnet"  # convnet (small, for CPUs) | resnet18 (the exercise's CIFAR-stem ResNet-18)
+    )
+    widths = [
+        32,
+        64,
+        128,
+    ]  # convnet only: channels of each 3x3 conv block (each after the first halves the size)
+    pool = (
+        "flatten"  # convnet only: flatten the last feature map into the head (keeps layout) | avg
+    )
+    encoder_dim = 128  # size of the representation y (the exercise's "encoder dimension")
+    projector_dim = 512  # width of the 3-layer projector h (the exercise's d)
+    epochs = 5  # passes over the training set
+    batch_size = 256  # |B|, images per step (each seen as two views)
+    lr = 3e-4  # Adam learning rate (the exercise's)
+    betas = (0.9, 0.999)  # Adam betas (the exercise's)
+    weight_decay = 1e-6  # Adam weight decay (the exercise's)
+    lambda_ = 25.0  # weight of the invariance term (eq. 6)
+    mu = 25.0  # weight of the variance term; 0 is the "no variance" ablation
+    nu = 1.0  # weight of the covariance term
+    gamma = 1.0  # target standard deviation in the variance hinge (eq. 3)
+    eps = 1e-4  # added to the variance before the square root (eq. 3)
+    channels_last = True  # NHWC memory layout: faster convolutions on CPUs and tensor cores
+    tsne_points = (
+        10000  # test representations embedded with t-SNE for the report (all of Fashion-MNIST's)
+    )
+    log_every = 20  # batches between metric flushes (per-batch values are all kept)
+
+
+@ex.named_config
+def smoke():
+    scale = "smoke"  # seconds on a CPU: synthetic data, a tiny ConvNet, one epoch
+    data = {"name": "synthetic", "train_size": 512, "test_size": 256}
+    widths = [8, 16]
+    encoder_dim = 16
+    projector_dim = 32
+    epochs = 1
+    batch_size = 64
+    tsne_points = 200
+    probe = {"epochs": 10}
+
+
+@ex.named_config
+def default():
+    scale = "default"  # the CPU path `make report` runs: Fashion-MNIST, the small ConvNet
+
+
+@ex.named_config
+def full():
+    scale = "full"  # the exercise's setting: CIFAR-10, ResNet-18, 30 epochs; meant for a GPU
+    data = {"name": "cifar10"}
+    encoder = "resnet18"
+    epochs = 30
+
+
+@ex.config_hook
+def check(config, command_name, logger):
+    """Impossible values fail before a run is recorded."""
+    positive = ("epochs", "encoder_dim", "projector_dim", "tsne_points", "log_every")
+    for key in positive:
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not isinstance(config["batch_size"], int) or config["batch_size"] < 2:
+        raise ConfigError(
+            f"batch_size must be an integer >= 2 (variance needs two samples), got {config['batch_size']!r}"
+        )
+    if config["lr"] <= 0:
+        raise ConfigError(f"lr must be > 0, got {config['lr']!r}")
+    for key in ("lambda_", "mu", "nu", "weight_decay"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
+    if config["gamma"] <= 0 or config["eps"] <= 0:
+        raise ConfigError("gamma and eps must be > 0")
+    train_size = config["data"]["train_size"]
+    if train_size is not None and train_size < config["batch_size"]:
+        raise ConfigError(
+            f"data.train_size={train_size} is smaller than one batch of {config['batch_size']}"
+        )
+    return {}
+
+
+def checkpoint_path(config: dict) -> Path:
+    """Where a run with this exact config keeps its checkpoint, so a rerun resumes it."""
+    digest = hashlib.sha256(
+        json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True).encode()
+    )
+    return (
+        Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
+        / f"vicreg-{digest.hexdigest()[:16]}.pt"
+    )
+
+
+@ex.main
+def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, projector_dim, epochs, batch_size, lr, betas,
+         weight_decay, lambda_, mu, nu, gamma, eps, channels_last, tsne_points, log_every):  # fmt: skip
+    seed_everything(_seed)
+    device = resolve_device(device)
+    train, test = load_splits()
+    _run.info.update(
+        device=describe_device(device), git_commit=git_commit(), torch=str(torch.__version__),
+        data_source=train.source, train_images=len(train), test_images=len(test),
+    )  # fmt: skip
+    if len(train) < batch_size:
+        raise ConfigError(
+            f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}"
+        )
+
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    augment = build_augment(train.spec)
+    arch = encoder_arch(
+        encoder, train.spec.channels, encoder_dim, train.spec.shape[-1], widths, pool
+    )
+    f = build_encoder(**arch).to(device, memory_format=layout)
+    h = Projector(encoder_dim, projector_dim).to(device)
+    optimizer = torch.optim.Adam(
+        [*f.parameters(), *h.parameters()], lr=lr, betas=tuple(betas), weight_decay=weight_decay
+    )
+
+    def two_views(batch, index, generator):
+        view_a = augment(batch, generator).contiguous(memory_format=layout)
+        view_b = augment(batch, generator).contiguous(memory_format=layout)
+        return view_a, view_b
+
+    checkpoint = checkpoint_path(_config)
+    result = fit(
+        encoder=f, projector=h, objective=VICRegLoss(lambda_, mu, nu, gamma, eps), make_views=two_views,
+        train_images=train.images, test_images=test.images, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, device=device, log=_run.log_scalar,
+        generator=torch.Generator(device=device).manual_seed(_seed), checkpoint=checkpoint, log_every=log_every,
+    )  # fmt: skip
+    _run.info["resumed_from_epoch"] = result.resumed_from_epoch
+
+    def preprocess(batch):
+        return augment.normalize(batch.float() / 255).contiguous(memory_format=layout)
+
+    train_features = extract_features(f, train.images, preprocess, device=device)
+    test_features = extract_features(f, test.images, preprocess, device=device)
+    probe = run_probe(train_features, train.labels, test_features, test.labels, device)
+    pixels = run_probe(
+        train.images.float().flatten(1) / 255,
+        train.labels,
+        test.images.float().flatten(1) / 255,
+        test.labels,
+        device,
+    )
+    for prefix, res in (("probe", probe), ("pixels_probe", pixels)):
+        _run.log_scalar(f"{prefix}_test_accuracy", res.test_accuracy)
+        _run.log_scalar(f"{prefix}_train_accuracy", res.train_accuracy)
+
+    weights = {name: value.cpu() for name, value in f.state_dict().items()}
+    add_torch_artifact(_run, "encoder.pt", {"arch": arch, "state_dict": weights})
+    add_npz_artifact(_run, "test_representations.npz", features=test_features, labels=test.labels)
+    shown = subset_index(len(test), tsne_points, _seed)
+    points = test_features[shown]
+    add_npz_artifact(_run, "test_embedding_2d.npz", pca=pca_2d(points), tsne=tsne_2d(points, seed=_seed),
+                     labels=test.labels[shown], index=shown)  # fmt: skip
+    checkpoint.unlink(missing_ok=True)
+
+    print(f"vicreg run {_run._id}: linear probe {probe.test_accuracy:.2%} on {train.name} test "
+          f"(raw pixels {pixels.test_accuracy:.2%}); weights and representations in {run_location(_run)}")  # fmt: skip
+    return {
+        "probe_test_accuracy": probe.test_accuracy,
+        "pixels_probe_test_accuracy": pixels.test_accuracy,
+    }
+
+
+if __name__ == "__main__":
+    run_commandline(ex)

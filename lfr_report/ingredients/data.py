@@ -1,0 +1,46 @@
+"""The ``data`` ingredient: which dataset a run uses, and how much of it."""
+
+from __future__ import annotations
+
+from sacred import Ingredient
+
+from lfr_report.data import ImageDataset, get_spec, load_dataset
+from lfr_report.errors import ConfigError
+
+data_ingredient = Ingredient("data")
+
+
+@data_ingredient.config
+def config():
+    name = "fashion_mnist"  # registered dataset: fashion_mnist, mnist, cifar10, stl10, digits, synthetic
+    train_size = None  # images drawn at random from the train split (None: all of them)
+    test_size = None  # images drawn at random from the test split (None: all of them)
+
+
+@data_ingredient.named_config
+def tiny():
+    name = "synthetic"  # 28x28 gratings generated in memory: no files needed
+    train_size = 512
+    test_size = 256
+
+
+@data_ingredient.config_hook
+def check(config, command_name, logger):
+    data = config["data"]
+    get_spec(data["name"])  # unknown names fail here, before a run starts
+    for key in ("train_size", "test_size"):
+        if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
+            raise ConfigError(
+                f"data.{key} must be a positive number of images or None, got {data[key]!r}"
+            )
+    return {}
+
+
+@data_ingredient.capture
+def load_splits(
+    name: str, train_size: int | None, test_size: int | None, _seed: int
+) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits, subsampled as configured (the subsets depend on the run's seed)."""
+    train = load_dataset(name, "train").subset(train_size, seed=_seed)
+    test = load_dataset(name, "test").subset(test_size, seed=_seed + 1)
+    return train, test
