@@ -1,0 +1,77 @@
+"""Find the run a report needs in the store, or run the experiment that makes it.
+
+A report names each run it needs as (experiment script, named configs, config
+updates). The full config that command would run with is computed with Sacred
+itself (``create_run`` builds the config without starting anything), and a
+COMPLETED run in the store whose config matches it on every key is reused. Code
+defaults that change therefore make new runs, as they should.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from sacred import Experiment
+from sacred.initialize import create_run
+
+from lfr_report.errors import ConfigError
+from lfr_report.tracking.context import REPO_ROOT
+from lfr_report.tracking.observers import default_observer
+from lfr_report.tracking.store import Run, RunStore
+
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+def load_experiment(name: str) -> Experiment:
+    """The ``ex`` object of ``experiments/<name>.py`` (imported once per process)."""
+    module_name = f"lfr_experiments.{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name].ex
+    path = EXPERIMENTS_DIR / f"{name}.py"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py")))
+        raise ConfigError(f"no experiment {name!r} in {EXPERIMENTS_DIR}; known: {known}")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module.ex
+
+
+def expected_config(
+    ex: Experiment, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
+) -> dict:
+    """The config a run of ``ex with <named_configs> <updates>`` would get."""
+    return create_run(
+        ex, ex.default_command, dict(updates or {}), named_configs=list(named_configs)
+    ).config
+
+
+def find_or_run(
+    store: RunStore,
+    experiment: str,
+    named_configs: Sequence[str] = (),
+    updates: dict[str, Any] | None = None,
+) -> Run:
+    """The newest COMPLETED run of this exact config; runs the experiment first if there is none."""
+    ex = load_experiment(experiment)
+    config = expected_config(ex, named_configs, updates)
+    found = store.latest(ex.path, config)
+    if found is not None:
+        return found
+    described = " ".join(
+        [f"experiments/{experiment}.py", *(["with", *named_configs] if named_configs else [])]
+    )
+    print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)
+    observer = default_observer()
+    ex.observers.append(observer)
+    try:
+        run = ex.run(config_updates=dict(updates or {}), named_configs=list(named_configs))
+    finally:
+        ex.observers.remove(observer)
+    return store.get(str(run._id))
