@@ -1,0 +1,55 @@
+"""The `lfr` command line: its help, data listing, run listing and one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from lfr_report import cli
+from lfr_report.tracking import store as store_module
+
+
+def test_help_describes_every_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("report", "data", "runs"):
+        assert command in out
+
+
+def test_data_list_shows_present_and_missing(capsys):
+    assert cli.main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "present" in out
+    assert (
+        "cifar10" in out and "missing (get it with: python -m lfr_report data get cifar10)" in out
+    )
+
+
+def test_runs_lists_the_store(smoke_runs, isolated, capsys):
+    assert cli.main(["runs"]) == 0
+    assert "no runs in" in capsys.readouterr().out
+    shutil.rmtree(isolated / "runs")
+    shutil.copytree(smoke_runs, isolated / "runs")
+    assert cli.main(["runs", "--experiment", "vicreg", "--status", "COMPLETED"]) == 0
+    out = capsys.readouterr().out
+    assert "vicreg" in out and "COMPLETED" in out and "probe_test_accuracy=" in out
+
+
+def test_report_with_unreachable_store_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(store_module, "MONGO_TIMEOUT_MS", 200)
+    monkeypatch.setenv("LFR_MONGO_URL", "mongodb://127.0.0.1:9/lfr")
+    assert cli.main(["report", "vicreg", "--scale", "smoke"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot reach MongoDB") and "\n" not in err
+
+
+def test_report_builds_from_the_store(smoke_runs, isolated, capsys):
+    shutil.rmtree(isolated / "runs")
+    shutil.copytree(smoke_runs, isolated / "runs")
+    out = isolated / "r.pdf"
+    assert cli.main(["report", "vicreg", "--scale", "smoke", "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
+    assert "report written" in capsys.readouterr().out
