@@ -75,15 +75,13 @@ def fit(
 
     start_epoch = 0
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        # On the CPU: load_state_dict copies onto the parameters' device, and generator
+        # states (CUDA ones too) are CPU byte tensors.
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         encoder.load_state_dict(state["encoder"])
         projector.load_state_dict(state["projector"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(
-            state["generator"].to(generator.device)
-            if generator.device.type == "cpu"
-            else state["generator"]
-        )
+        generator.set_state(state["generator"])
         start_epoch = state["epoch"]
         for name, value, step in state["history"]:
             record(name, value, step)
