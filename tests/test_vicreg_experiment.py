@@ -128,7 +128,11 @@ def test_help_lists_the_named_configs(isolated):
 
 
 def test_unreachable_mongo_stops_before_running(isolated):
-    done = _cli("with", "smoke", cwd=isolated, env_extra={"LFR_MONGO_URL": "mongodb://127.0.0.1:9/lfr"})
+    done = _cli(
+        "with", "smoke", cwd=isolated, env_extra={"LFR_MONGO_URL": "mongodb://127.0.0.1:9/lfr"}
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().startswith("error: cannot reach MongoDB at mongodb://127.0.0.1:9/lfr")
+    assert done.stderr.strip().startswith(
+        "error: cannot reach MongoDB at mongodb://127.0.0.1:9/lfr"
+    )
     assert "Traceback" not in done.stderr and "Started run" not in done.stderr
