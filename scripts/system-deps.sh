@@ -4,6 +4,10 @@
 # otherwise it uses sudo, or prints the command to run.
 set -euo pipefail
 packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
+if ! command -v dpkg-query >/dev/null; then
+  echo "note: not a Debian-based system; install Pango, HarfBuzz and the DejaVu fonts for WeasyPrint yourself" >&2
+  exit 0
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
