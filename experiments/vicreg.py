@@ -3,6 +3,8 @@
     python experiments/vicreg.py                      # default scale: Fashion-MNIST on the CPU
     python experiments/vicreg.py with smoke           # seconds, synthetic data (tests)
     python experiments/vicreg.py with full            # the exercise's CIFAR-10 setting, for a GPU
+    python experiments/vicreg.py with no_variance     # ablation 1 (Q4): mu = 0
+    python experiments/vicreg.py with no_generated_neighbours neighbours_from=7   # ablation 2 (Q5)
     python experiments/vicreg.py print_config with full
     python experiments/vicreg.py with default epochs=3 -F /tmp/runs   # any value, any observer
 
@@ -26,7 +28,7 @@ from sacred.utils import apply_backspaces_and_linefeeds
 
 from lfr_report.data import subset_index
 from lfr_report.errors import ConfigError
-from lfr_report.evaluate import extract_features
+from lfr_report.evaluate import encode
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.ingredients import (
     augment_ingredient,
@@ -39,14 +41,16 @@ from lfr_report.ingredients import (
 from lfr_report.models import Projector, build_encoder, encoder_arch
 from lfr_report.ssl import VICRegLoss
 from lfr_report.ssl.train import fit
+from lfr_report.ssl.views import augmented_pair, neighbour_pair, neighbour_table
 from lfr_report.tracking import (
     describe_device,
     git_commit,
+    open_store,
     resolve_device,
     run_commandline,
     seed_everything,
 )
-from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact
+from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact, read_encoder
 from lfr_report.tracking.observers import run_location
 
 ex = Experiment(
@@ -54,29 +58,18 @@ ex = Experiment(
     ingredients=[data_ingredient, augment_ingredient, probe_ingredient],
     base_dir=str(Path(__file__).resolve().parents[1]),
 )
-ex.captured_out_filter = (
-    apply_backspaces_and_linefeeds  # keep progress bars out of the stored output
-)
+ex.captured_out_filter = apply_backspaces_and_linefeeds  # keep progress bars out of the stored output
 
 
+# fmt: off
 @ex.config
 def config():
-    scale = (
-        "default"  # smoke | default | full: which named config produced this run (reports show it)
-    )
+    scale = "default"  # smoke | default | full: which named config produced this run (reports show it)
     seed = 0  # seeds python, numpy and torch; also picks data subsets
     device = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
-    encoder = (
-        "convnet"  # convnet (small, for CPUs) | resnet18 (the exercise's CIFAR-stem ResNet-18)
-    )
-    widths = [
-        32,
-        64,
-        128,
-    ]  # convnet only: channels of each 3x3 conv block (each after the first halves the size)
-    pool = (
-        "flatten"  # convnet only: flatten the last feature map into the head (keeps layout) | avg
-    )
+    encoder = "convnet"  # convnet (small, for CPUs) | resnet18 (the exercise's CIFAR-stem ResNet-18)
+    widths = [32, 64, 128]  # convnet only: channels of each 3x3 conv block (each after the first halves the size)
+    pool = "flatten"  # convnet only: flatten the last feature map into the head (keeps layout) | avg
     encoder_dim = 128  # size of the representation y (the exercise's "encoder dimension")
     projector_dim = 512  # width of the 3-layer projector h (the exercise's d)
     epochs = 5  # passes over the training set
@@ -89,10 +82,11 @@ def config():
     nu = 1.0  # weight of the covariance term
     gamma = 1.0  # target standard deviation in the variance hinge (eq. 3)
     eps = 1e-4  # added to the variance before the square root (eq. 3)
+    views = "augment"  # augment: two random augmentations | neighbours: the image and a near neighbour (Q5)
+    neighbours_from = None  # views=neighbours: id of the run whose encoder defines the neighbours
+    neighbours_k = 3  # views=neighbours: the second view is a random one of the k nearest neighbours
     channels_last = True  # NHWC memory layout: faster convolutions on CPUs and tensor cores
-    tsne_points = (
-        10000  # test representations embedded with t-SNE for the report (all of Fashion-MNIST's)
-    )
+    tsne_points = 10000  # test representations embedded with t-SNE for the report (all of Fashion-MNIST's)
     log_every = 20  # batches between metric flushes (per-batch values are all kept)
 
 
@@ -122,17 +116,27 @@ def full():
     epochs = 30
 
 
+@ex.named_config
+def no_variance():
+    mu = 0.0  # ablation 1 (Q4): the variance term removed
+
+
+@ex.named_config
+def no_generated_neighbours():
+    views = "neighbours"  # ablation 2 (Q5): real neighbours of each image instead of generated views
+    epochs = 1  # the exercise advises a single epoch for this ablation
+# fmt: on
+
+
 @ex.config_hook
 def check(config, command_name, logger):
     """Impossible values fail before a run is recorded."""
-    positive = ("epochs", "encoder_dim", "projector_dim", "tsne_points", "log_every")
-    for key in positive:
+    for key in ("epochs", "encoder_dim", "projector_dim", "tsne_points", "log_every", "neighbours_k"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not isinstance(config["batch_size"], int) or config["batch_size"] < 2:
-        raise ConfigError(
-            f"batch_size must be an integer >= 2 (variance needs two samples), got {config['batch_size']!r}"
-        )
+    batch_size = config["batch_size"]
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise ConfigError(f"batch_size must be an integer >= 2 (variance needs two samples), got {batch_size!r}")
     if config["lr"] <= 0:
         raise ConfigError(f"lr must be > 0, got {config['lr']!r}")
     for key in ("lambda_", "mu", "nu", "weight_decay"):
@@ -140,28 +144,45 @@ def check(config, command_name, logger):
             raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
     if config["gamma"] <= 0 or config["eps"] <= 0:
         raise ConfigError("gamma and eps must be > 0")
+    if config["views"] not in ("augment", "neighbours"):
+        raise ConfigError(f"views must be augment or neighbours, got {config['views']!r}")
+    if config["views"] == "neighbours" and config["neighbours_from"] is None:
+        raise ConfigError("views=neighbours needs neighbours_from=<id of a completed VICReg run>")
     train_size = config["data"]["train_size"]
-    if train_size is not None and train_size < config["batch_size"]:
-        raise ConfigError(
-            f"data.train_size={train_size} is smaller than one batch of {config['batch_size']}"
-        )
+    if train_size is not None and train_size < batch_size:
+        raise ConfigError(f"data.train_size={train_size} is smaller than one batch of {batch_size}")
     return {}
 
 
 def checkpoint_path(config: dict) -> Path:
     """Where a run with this exact config keeps its checkpoint, so a rerun resumes it."""
-    digest = hashlib.sha256(
-        json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True).encode()
-    )
-    return (
-        Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
-        / f"vicreg-{digest.hexdigest()[:16]}.pt"
-    )
+    described = json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
+    digest = hashlib.sha256(described.encode()).hexdigest()[:16]
+    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"vicreg-{digest}.pt"
+
+
+def neighbour_views(source_run, train, test, k, augment, device, channels_last):
+    """Q5's view makers: each image paired with one of its k nearest neighbours under the
+    encoder of ``source_run`` (train images among train images, test among test)."""
+    store = open_store()
+    source = store.get(str(source_run))
+    if source.config.get("data", {}).get("name") != train.name:
+        raise ConfigError(
+            f"neighbours_from={source_run} was trained on {source.config['data']['name']!r}, not {train.name!r}"
+        )
+    encoder, _ = read_encoder(store, str(source_run))
+    encoder = encoder.to(device)
+    pairs = []
+    for split in (train, test):
+        features = encode(encoder, split.images, split.spec.mean, split.spec.std, device)
+        pairs.append(neighbour_pair(split.images, neighbour_table(features, k), augment, channels_last))
+    return pairs
 
 
 @ex.main
 def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, projector_dim, epochs, batch_size, lr, betas,
-         weight_decay, lambda_, mu, nu, gamma, eps, channels_last, tsne_points, log_every):  # fmt: skip
+         weight_decay, lambda_, mu, nu, gamma, eps, views, neighbours_from, neighbours_k, channels_last, tsne_points,
+         log_every):  # fmt: skip
     seed_everything(_seed)
     device = resolve_device(device)
     train, test = load_splits()
@@ -170,48 +191,37 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
         data_source=train.source, train_images=len(train), test_images=len(test),
     )  # fmt: skip
     if len(train) < batch_size:
-        raise ConfigError(
-            f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}"
-        )
+        raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")
 
-    layout = torch.channels_last if channels_last else torch.contiguous_format
     augment = build_augment(train.spec)
-    arch = encoder_arch(
-        encoder, train.spec.channels, encoder_dim, train.spec.shape[-1], widths, pool
-    )
+    if views == "neighbours":
+        train_views, test_views = neighbour_views(
+            neighbours_from, train, test, neighbours_k, augment, device, channels_last
+        )
+    else:
+        train_views = test_views = augmented_pair(augment, channels_last)
+
+    arch = encoder_arch(encoder, train.spec.channels, encoder_dim, train.spec.shape[-1], widths, pool)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     f = build_encoder(**arch).to(device, memory_format=layout)
     h = Projector(encoder_dim, projector_dim).to(device)
     optimizer = torch.optim.Adam(
         [*f.parameters(), *h.parameters()], lr=lr, betas=tuple(betas), weight_decay=weight_decay
     )
-
-    def two_views(batch, index, generator):
-        view_a = augment(batch, generator).contiguous(memory_format=layout)
-        view_b = augment(batch, generator).contiguous(memory_format=layout)
-        return view_a, view_b
-
     checkpoint = checkpoint_path(_config)
     result = fit(
-        encoder=f, projector=h, objective=VICRegLoss(lambda_, mu, nu, gamma, eps), make_views=two_views,
-        train_images=train.images, test_images=test.images, optimizer=optimizer, epochs=epochs,
-        batch_size=batch_size, device=device, log=_run.log_scalar,
+        encoder=f, projector=h, objective=VICRegLoss(lambda_, mu, nu, gamma, eps), make_views=train_views,
+        make_test_views=test_views, train_images=train.images, test_images=test.images, optimizer=optimizer,
+        epochs=epochs, batch_size=batch_size, device=device, log=_run.log_scalar,
         generator=torch.Generator(device=device).manual_seed(_seed), checkpoint=checkpoint, log_every=log_every,
     )  # fmt: skip
     _run.info["resumed_from_epoch"] = result.resumed_from_epoch
 
-    def preprocess(batch):
-        return augment.normalize(batch.float() / 255).contiguous(memory_format=layout)
-
-    train_features = extract_features(f, train.images, preprocess, device=device)
-    test_features = extract_features(f, test.images, preprocess, device=device)
+    mean, std = train.spec.mean, train.spec.std
+    train_features = encode(f, train.images, mean, std, device, channels_last=channels_last)
+    test_features = encode(f, test.images, mean, std, device, channels_last=channels_last)
     probe = run_probe(train_features, train.labels, test_features, test.labels, device)
-    pixels = run_probe(
-        train.images.float().flatten(1) / 255,
-        train.labels,
-        test.images.float().flatten(1) / 255,
-        test.labels,
-        device,
-    )
+    pixels = run_probe(train.images.flatten(1) / 255, train.labels, test.images.flatten(1) / 255, test.labels, device)
     for prefix, res in (("probe", probe), ("pixels_probe", pixels)):
         _run.log_scalar(f"{prefix}_test_accuracy", res.test_accuracy)
         _run.log_scalar(f"{prefix}_train_accuracy", res.train_accuracy)
@@ -227,10 +237,7 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
 
     print(f"vicreg run {_run._id}: linear probe {probe.test_accuracy:.2%} on {train.name} test "
           f"(raw pixels {pixels.test_accuracy:.2%}); weights and representations in {run_location(_run)}")  # fmt: skip
-    return {
-        "probe_test_accuracy": probe.test_accuracy,
-        "pixels_probe_test_accuracy": pixels.test_accuracy,
-    }
+    return {"probe_test_accuracy": probe.test_accuracy, "pixels_probe_test_accuracy": pixels.test_accuracy}
 
 
 if __name__ == "__main__":

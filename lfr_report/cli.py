@@ -51,13 +51,9 @@ def _runs(args: argparse.Namespace) -> None:
     if not found:
         print(f"no runs in {store.location}")
         return
-    print(
-        f"{'id':>5}  {'experiment':12s} {'status':11s} {'scale':8s} {'dataset':14s} {'started':19s}  result"
-    )
+    print(f"{'id':>5}  {'experiment':12s} {'status':11s} {'scale':8s} {'dataset':14s} {'started':19s}  result")
     for run in found:
-        result = ", ".join(
-            f"{k}={v:.4f}" for k, v in (run.result or {}).items() if isinstance(v, float)
-        )
+        result = ", ".join(f"{k}={v:.4f}" for k, v in (run.result or {}).items() if isinstance(v, float))
         print(f"{run.id:>5}  {run.experiment:12s} {run.status:11s} {run.config.get('scale', ''):8s} "
               f"{run.config.get('data', {}).get('name', ''):14s} {(run.start_time or '')[:19]:19s}  {result}")  # fmt: skip
 
@@ -80,9 +76,7 @@ def parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")
     data.add_argument("action", choices=("list", "get"))
-    data.add_argument(
-        "names", nargs="*", help="datasets to get (fashion_mnist, mnist, cifar10, stl10)"
-    )
+    data.add_argument("names", nargs="*", help="datasets to get (fashion_mnist, mnist, cifar10, stl10)")
     data.set_defaults(func=_data)
 
     runs = sub.add_parser("runs", help="list recorded runs, newest first")

@@ -57,9 +57,7 @@ def test_crop_resizes_to_the_requested_size_and_zooms_in():
 
 def test_each_image_gets_its_own_parameters():
     x = _images(b=1).expand(16, -1, -1, -1).contiguous()  # sixteen copies of one image
-    out = Augment(AugmentParams(), mean=(0.0,) * 3, std=(1.0,) * 3)(
-        x, torch.Generator().manual_seed(0)
-    )
+    out = Augment(AugmentParams(), mean=(0.0,) * 3, std=(1.0,) * 3)(x, torch.Generator().manual_seed(0))
     distinct = {tuple(v.flatten()[:20].tolist()) for v in out}
     assert len(distinct) == 16
 
@@ -78,9 +76,7 @@ def test_grayscale_makes_channels_equal_and_uses_luma():
     x = _images()
     out = Augment(AugmentParams(**{**OFF.__dict__, "grayscale_p": 1.0}), (0.0,) * 3, (1.0,) * 3)(x)
     torch.testing.assert_close(out[:, 0], out[:, 1])
-    torch.testing.assert_close(
-        out[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2], atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(out[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2], atol=1e-5, rtol=0)
     assert grayscale(x[:, :1]) is not None and grayscale(x[:, :1]).shape == (8, 1, 16, 16)
 
 
@@ -124,7 +120,5 @@ def test_blur_keeps_constant_images_and_smooths_noise():
 
 def test_output_stays_finite_on_large_batches():
     x = (torch.rand(256, 3, 32, 32) * 255).to(torch.uint8)
-    out = Augment(AugmentParams(solarize_p=0.2), (0.5,) * 3, (0.25,) * 3)(
-        x, torch.Generator().manual_seed(0)
-    )
+    out = Augment(AugmentParams(solarize_p=0.2), (0.5,) * 3, (0.25,) * 3)(x, torch.Generator().manual_seed(0))
     assert out.shape == (256, 3, 32, 32) and torch.isfinite(out).all()

@@ -23,9 +23,7 @@ def test_data_list_shows_present_and_missing(capsys):
     assert cli.main(["data", "list"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "present" in out
-    assert (
-        "cifar10" in out and "missing (get it with: python -m lfr_report data get cifar10)" in out
-    )
+    assert "cifar10" in out and "missing (get it with: python -m lfr_report data get cifar10)" in out
 
 
 def test_runs_lists_the_store(smoke_runs, isolated, capsys):

@@ -102,9 +102,7 @@ def write_cifar10(root: Path, per_batch=3) -> np.ndarray:
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         first = data if first is None else first
         with (directory / name).open("wb") as f:
-            pickle.dump(
-                {b"data": data, b"labels": list(range(per_batch)), b"batch_label": name.encode()}, f
-            )
+            pickle.dump({b"data": data, b"labels": list(range(per_batch)), b"batch_label": name.encode()}, f)
     with (directory / "batches.meta").open("wb") as f:
         pickle.dump({b"label_names": [n.encode() for n in DATASETS["cifar10"].classes]}, f)
     return first

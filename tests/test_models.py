@@ -49,9 +49,7 @@ def test_channels_last_gives_the_same_output():
     x = torch.randn(4, 1, 28, 28)
     expected = encoder(x)
     encoder = encoder.to(memory_format=torch.channels_last)
-    torch.testing.assert_close(
-        encoder(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-4
-    )
+    torch.testing.assert_close(encoder(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_unknown_encoder_is_a_config_error():

@@ -44,9 +44,7 @@ def tiny_experiment() -> Experiment:
 def record(ex: Experiment, observer, tmp_path: Path, **updates):
     ex.observers.append(observer)
     try:
-        return ex.run(
-            config_updates={"tmp_dir": str(tmp_path), **updates}, options={"--loglevel": "ERROR"}
-        )
+        return ex.run(config_updates={"tmp_dir": str(tmp_path), **updates}, options={"--loglevel": "ERROR"})
     finally:
         ex.observers.remove(observer)
 
@@ -62,9 +60,7 @@ def store_and_observer(request, tmp_path):
     import gridfs
 
     def observer():
-        return MongoObserver.create_from(
-            runs_collection=db.runs, fs=gridfs.GridFS(db), metrics_collection=db.metrics
-        )
+        return MongoObserver.create_from(runs_collection=db.runs, fs=gridfs.GridFS(db), metrics_collection=db.metrics)
 
     return MongoRunStore(db), observer
 

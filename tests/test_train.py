@@ -39,9 +39,7 @@ def test_every_term_is_logged_per_batch_and_per_epoch():
     result, logged, _ = _fit(2)
     names = {name for name, _, _ in logged}
     assert names == {
-        f"{split}_{t}"
-        for split in ("train", "test")
-        for t in ("loss", "invariance", "variance", "covariance")
+        f"{split}_{t}" for split in ("train", "test") for t in ("loss", "invariance", "variance", "covariance")
     }
     train_steps = [step for name, step, _ in logged if name == "train_loss"]
     assert train_steps == list(range(8))  # 256 images / 64 per batch = 4 batches, 2 epochs
@@ -57,9 +55,7 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path):
     assert result.resumed_from_epoch == 1 and result.epochs_run == 1
     # The replayed history holds epoch 1, so the run's curve is whole.
     assert [step for name, step, _ in logged if name == "train_loss"] == list(range(8))
-    for a, b in zip(
-        uninterrupted.state_dict().values(), resumed.state_dict().values(), strict=True
-    ):
+    for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
 

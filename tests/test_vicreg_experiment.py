@@ -100,9 +100,7 @@ def test_truncated_gzip_fails_in_one_line_and_records_no_completed_run(isolated)
     for name, shape in (("train-images-idx3-ubyte", (8, 28, 28)), ("train-labels-idx1-ubyte", (8,)),
                         ("t10k-images-idx3-ubyte", (4, 28, 28)), ("t10k-labels-idx1-ubyte", (4,))):  # fmt: skip
         header = bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
-        (raw / f"{name}.gz").write_bytes(
-            gzip.compress(header + np.zeros(shape, np.uint8).tobytes())
-        )
+        (raw / f"{name}.gz").write_bytes(gzip.compress(header + np.zeros(shape, np.uint8).tobytes()))
     images = raw / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:40])
     done = _cli("with", "smoke", "data.name=fashion_mnist", cwd=isolated)
@@ -117,7 +115,11 @@ def test_print_config_documents_the_values(isolated):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "scale = 'full'" in out and "encoder = 'resnet18'" in out and "epochs = 30" in out
-    assert "Adam learning rate (the exercise's)" in out  # the config comments are the documentation
+    # The config comments are the documentation: each value keeps its own.
+    assert "Adam learning rate (the exercise's)" in out
+    assert "convnet only: channels of each 3x3 conv block" in out
+    assert "PCA whitening: eigenvalues below this fraction" in out
+    assert "RandomResizedCrop: fraction of the image area kept" in out
     assert _statuses(isolated / "runs") == []
 
 
@@ -128,11 +130,7 @@ def test_help_lists_the_named_configs(isolated):
 
 
 def test_unreachable_mongo_stops_before_running(isolated):
-    done = _cli(
-        "with", "smoke", cwd=isolated, env_extra={"LFR_MONGO_URL": "mongodb://127.0.0.1:9/lfr"}
-    )
+    done = _cli("with", "smoke", cwd=isolated, env_extra={"LFR_MONGO_URL": "mongodb://127.0.0.1:9/lfr"})
     assert done.returncode == 1
-    assert done.stderr.strip().startswith(
-        "error: cannot reach MongoDB at mongodb://127.0.0.1:9/lfr"
-    )
+    assert done.stderr.strip().startswith("error: cannot reach MongoDB at mongodb://127.0.0.1:9/lfr")
     assert "Traceback" not in done.stderr and "Started run" not in done.stderr

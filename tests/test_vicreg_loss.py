@@ -115,18 +115,14 @@ def test_weights_scale_their_terms_only():
     base = vicreg_loss(z_a, z_b, 1.0, 0.0, 0.0)
     assert base.loss.item() == pytest.approx(base.invariance.item())
     no_variance = vicreg_loss(z_a, z_b, 25.0, 0.0, 1.0)
-    assert no_variance.loss.item() == pytest.approx(
-        25 * base.invariance.item() + base.covariance.item()
-    )
+    assert no_variance.loss.item() == pytest.approx(25 * base.invariance.item() + base.covariance.item())
 
 
 def test_collapse_is_penalised():
     collapsed = torch.ones(16, 8)
     terms = vicreg_loss(collapsed, collapsed)
     assert terms.invariance.item() == 0.0
-    assert terms.variance.item() == pytest.approx(
-        2 * (1 - math.sqrt(1e-4)), rel=1e-5
-    )  # std 0 in every dimension
+    assert terms.variance.item() == pytest.approx(2 * (1 - math.sqrt(1e-4)), rel=1e-5)  # std 0 in every dimension
 
 
 def test_rejects_mismatched_or_single_sample_batches():

@@ -55,36 +55,26 @@ class AugmentParams:
 class Augment:
     """Make one random view of every image in a batch; see the module docstring."""
 
-    def __init__(
-        self, params: AugmentParams, mean: tuple[float, ...], std: tuple[float, ...]
-    ) -> None:
+    def __init__(self, params: AugmentParams, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         if params.blur_kernel % 2 != 1:
             raise ValueError(f"blur_kernel must be odd, got {params.blur_kernel}")
         self.params = params
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
 
-    def __call__(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``images`` and normalise them with the dataset's mean and std."""
         x = to_float(images)
         p = self.params
-        x = random_resized_crop(
-            x, p.size or tuple(x.shape[-2:]), p.crop_scale, p.crop_ratio, p.flip_p, generator
-        )
+        x = random_resized_crop(x, p.size or tuple(x.shape[-2:]), p.crop_scale, p.crop_ratio, p.flip_p, generator)
         if p.jitter_p > 0:
-            x = color_jitter(
-                x, p.brightness, p.contrast, p.saturation, p.hue, p.jitter_p, generator
-            )
+            x = color_jitter(x, p.brightness, p.contrast, p.saturation, p.hue, p.jitter_p, generator)
         if p.grayscale_p > 0 and x.shape[1] == 3:
             x = torch.where(_coin(x, p.grayscale_p, generator), grayscale(x).expand_as(x), x)
         if p.blur_p > 0:
             x = gaussian_blur(x, p.blur_kernel, p.blur_sigma, p.blur_p, generator)
         if p.solarize_p > 0:
-            x = torch.where(
-                _coin(x, p.solarize_p, generator) & (x >= p.solarize_threshold), 1 - x, x
-            )
+            x = torch.where(_coin(x, p.solarize_p, generator) & (x >= p.solarize_threshold), 1 - x, x)
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,9 +87,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
-def _uniform(
-    n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
+def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, device=like.device, generator=generator) * (high - low) + low
 
 
@@ -164,18 +152,14 @@ def color_jitter(
     b = x.shape[0]
     out = x
     if brightness > 0:
-        factor = _uniform(b, max(0.0, 1 - brightness), 1 + brightness, x, generator).view(
-            -1, 1, 1, 1
-        )
+        factor = _uniform(b, max(0.0, 1 - brightness), 1 + brightness, x, generator).view(-1, 1, 1, 1)
         out = (out * factor).clamp(0, 1)
     if contrast > 0:
         factor = _uniform(b, max(0.0, 1 - contrast), 1 + contrast, x, generator).view(-1, 1, 1, 1)
         mean = grayscale(out).mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * factor + mean).clamp(0, 1)
     if x.shape[1] == 3 and saturation > 0:
-        factor = _uniform(b, max(0.0, 1 - saturation), 1 + saturation, x, generator).view(
-            -1, 1, 1, 1
-        )
+        factor = _uniform(b, max(0.0, 1 - saturation), 1 + saturation, x, generator).view(-1, 1, 1, 1)
         gray = grayscale(out)
         out = ((out - gray) * factor + gray).clamp(0, 1)
     if x.shape[1] == 3 and hue > 0:
@@ -217,10 +201,20 @@ def gaussian_blur(
     kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, k)
     pad = kernel_size // 2
     flat = x.reshape(1, b * c, h, w)
-    flat = F.conv2d(
-        F.pad(flat, (pad, pad, 0, 0), mode="reflect"), kernels.view(b * c, 1, 1, -1), groups=b * c
-    )
-    flat = F.conv2d(
-        F.pad(flat, (0, 0, pad, pad), mode="reflect"), kernels.view(b * c, 1, -1, 1), groups=b * c
-    )
+    flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode="reflect"), kernels.view(b * c, 1, 1, -1), groups=b * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode="reflect"), kernels.view(b * c, 1, -1, 1), groups=b * c)
     return torch.where(_coin(x, p, generator), flat.view(b, c, h, w), x)
+
+
+def fit_to_shape(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 images resized (bilinear) and converted (gray <-> RGB) to ``shape`` = (C, H, W),
+    so one dataset's images can be fed to an encoder trained on another's."""
+    channels, height, width = shape
+    x = to_float(images)
+    if x.shape[1] != channels:
+        if {x.shape[1], channels} != {1, 3}:
+            raise ValueError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
+        x = grayscale(x).expand(-1, channels, -1, -1)  # RGB -> luma, or gray replicated to RGB
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)

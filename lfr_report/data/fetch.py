@@ -33,14 +33,10 @@ def _apt_install(package: str) -> None:
     sudo: list[str] = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
-            raise DataError(
-                f"installing {package} needs root: run `apt-get install -y {package}` as root"
-            )
+            raise DataError(f"installing {package} needs root: run `apt-get install -y {package}` as root")
         sudo = ["sudo"]
     if shutil.which("apt-get") is None:
-        raise DataError(
-            f"no apt-get on this machine: install the Debian package {package} another way"
-        )
+        raise DataError(f"no apt-get on this machine: install the Debian package {package} another way")
     _run([*sudo, "apt-get", "update", "-qq"], "update the package lists")
     _run([*sudo, "apt-get", "install", "-y", "-qq", package], f"install {package}")
 

@@ -78,9 +78,7 @@ def linear_probe(
             schedule.step()
             total += loss.detach() * len(index)
         history.append({"loss": float(total) / len(order)})
-    return ProbeResult(
-        accuracy(probe, train_x, train_y), accuracy(probe, test_x, test_y), epochs, history
-    )
+    return ProbeResult(accuracy(probe, train_x, train_y), accuracy(probe, test_x, test_y), epochs, history)
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from lfr_report.data import Augment, AugmentParams, DatasetSpec
 augment_ingredient = Ingredient("augment")
 
 
+# fmt: off
 @augment_ingredient.config
 def config():
     # Defaults: the course's CIFAR-10 pipeline for the VICReg exercise.
@@ -26,6 +27,7 @@ def config():
     blur_sigma = (0.1, 2.0)  # blur sigma range in pixels
     solarize_p = 0.0  # probability of solarization (not in the course's pipeline)
     solarize_threshold = 0.5  # pixels at or above it (in [0, 1]) are inverted
+# fmt: on
 
 
 @augment_ingredient.capture

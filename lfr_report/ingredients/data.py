@@ -10,6 +10,7 @@ from lfr_report.errors import ConfigError
 data_ingredient = Ingredient("data")
 
 
+# fmt: off
 @data_ingredient.config
 def config():
     name = "fashion_mnist"  # registered dataset: fashion_mnist, mnist, cifar10, stl10, digits, synthetic
@@ -22,6 +23,7 @@ def tiny():
     name = "synthetic"  # 28x28 gratings generated in memory: no files needed
     train_size = 512
     test_size = 256
+# fmt: on
 
 
 @data_ingredient.config_hook
@@ -30,10 +32,15 @@ def check(config, command_name, logger):
     get_spec(data["name"])  # unknown names fail here, before a run starts
     for key in ("train_size", "test_size"):
         if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
-            raise ConfigError(
-                f"data.{key} must be a positive number of images or None, got {data[key]!r}"
-            )
+            raise ConfigError(f"data.{key} must be a positive number of images or None, got {data[key]!r}")
     return {}
+
+
+def splits(name: str, train_size: int | None, test_size: int | None, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Train and test splits subsampled as a run with this ``data`` config and seed had them."""
+    train = load_dataset(name, "train").subset(train_size, seed=seed)
+    test = load_dataset(name, "test").subset(test_size, seed=seed + 1)
+    return train, test
 
 
 @data_ingredient.capture
@@ -41,6 +48,4 @@ def load_splits(
     name: str, train_size: int | None, test_size: int | None, _seed: int
 ) -> tuple[ImageDataset, ImageDataset]:
     """The train and test splits, subsampled as configured (the subsets depend on the run's seed)."""
-    train = load_dataset(name, "train").subset(train_size, seed=_seed)
-    test = load_dataset(name, "test").subset(test_size, seed=_seed + 1)
-    return train, test
+    return splits(name, train_size, test_size, _seed)

@@ -3,6 +3,7 @@
 from lfr_report.models.encoders import (
     ENCODERS,
     ConvNetEncoder,
+    RandomFeatureCNN,
     ResNet18Encoder,
     build_encoder,
     encoder_arch,
@@ -13,6 +14,7 @@ __all__ = [
     "ENCODERS",
     "ConvNetEncoder",
     "Projector",
+    "RandomFeatureCNN",
     "ResNet18Encoder",
     "build_encoder",
     "encoder_arch",

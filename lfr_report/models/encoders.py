@@ -130,3 +130,23 @@ def encoder_arch(
         "widths": list(widths),
         "pool": pool,
     }
+
+
+class RandomFeatureCNN(nn.Module):
+    """The exercise's footnote network for Laplacian eigenmaps: four 3x3 conv layers with
+    ReLU (the last three halving the resolution) and a fully-connected layer to
+    ``out_dim`` (1024). It is used untrained: a seeded random projection that keeps the
+    images' spatial structure, before a kNN graph is built on its outputs."""
+
+    def __init__(self, in_channels: int, image_size: int, out_dim: int = 1024, widths=(32, 64, 64, 128)) -> None:
+        super().__init__()
+        layers, c_in, side = [], in_channels, image_size
+        for i, width in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            layers += [nn.Conv2d(c_in, width, kernel_size=3, stride=stride, padding=1), nn.ReLU(inplace=True)]
+            side = side if stride == 1 else (side + 1) // 2
+            c_in = width
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -59,9 +59,7 @@ def run_summary(run: Run) -> dict[str, Any]:
     if start and stop:
         seconds = int((stop - start).total_seconds())
         duration = f"{seconds // 60} min {seconds % 60:02d} s"
-    gpus = (
-        run.host.get("gpus", {}).get("gpus", []) if isinstance(run.host.get("gpus"), dict) else []
-    )
+    gpus = run.host.get("gpus", {}).get("gpus", []) if isinstance(run.host.get("gpus"), dict) else []
     return {
         "id": run.id,
         "experiment": run.experiment,

@@ -92,9 +92,7 @@ def train_test_curve(
     ax.grid(alpha=0.3)
     fig.legend(loc="lower center", ncol=3, frameon=False)
     if steps_per_epoch:
-        top = ax.secondary_xaxis(
-            "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
-        )
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
         top.set_xlabel("epoch")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
@@ -106,9 +104,7 @@ def scatter_by_class(
     class_names: Sequence[str],
 ) -> Figure:
     """Side-by-side 2-D scatter plots (one per ``(title, points)``), coloured by class, one shared legend."""
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(WIDTH_IN, 0.8 * WIDTH_IN / len(panels) + 0.5), squeeze=False
-    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH_IN, 0.8 * WIDTH_IN / len(panels) + 0.5), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, (title, points) in zip(axes[0], panels, strict=True):
         for k, name in enumerate(class_names):

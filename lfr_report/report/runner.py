@@ -43,13 +43,9 @@ def load_experiment(name: str) -> Experiment:
     return module.ex
 
 
-def expected_config(
-    ex: Experiment, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
-) -> dict:
+def expected_config(ex: Experiment, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None) -> dict:
     """The config a run of ``ex with <named_configs> <updates>`` would get."""
-    return create_run(
-        ex, ex.default_command, dict(updates or {}), named_configs=list(named_configs)
-    ).config
+    return create_run(ex, ex.default_command, dict(updates or {}), named_configs=list(named_configs)).config
 
 
 def find_or_run(
@@ -64,9 +60,7 @@ def find_or_run(
     found = store.latest(ex.path, config)
     if found is not None:
         return found
-    described = " ".join(
-        [f"experiments/{experiment}.py", *(["with", *named_configs] if named_configs else [])]
-    )
+    described = " ".join([f"experiments/{experiment}.py", *(["with", *named_configs] if named_configs else [])])
     print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)
     observer = default_observer()
     ex.observers.append(observer)

@@ -27,9 +27,7 @@ TERMS = (
     ("variance", "Variance term L_var(Z) + L_var(Z')", "eq. 3"),
     ("covariance", "Covariance term L_cov(Z) + L_cov(Z')", "eq. 5"),
 )
-KNN_NEIGHBOURS = (
-    10  # neighbours of the 2-D kNN classifier that scores how well a map separates classes
-)
+KNN_NEIGHBOURS = 10  # neighbours of the 2-D kNN classifier that scores how well a map separates classes
 
 
 def build(store: RunStore, scale: str, out: Path) -> Path:
@@ -58,9 +56,7 @@ def _q1_training(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[st
     curves = []
     for term, title, equation in TERMS:
         train, test = metrics[f"train_{term}"], metrics[f"test_{term}"]
-        fig = figures.train_test_curve(
-            train.steps, train.values, test.steps, test.values, title, term, steps_per_epoch
-        )
+        fig = figures.train_test_curve(train.steps, train.values, test.steps, test.values, title, term, steps_per_epoch)
         curves.append(
             doc.figure(
                 figures.to_data_uri(fig, "svg"),
@@ -97,9 +93,7 @@ def _knn_map_accuracy(points: np.ndarray, labels: np.ndarray) -> tuple[float, np
     return float((predicted == labels).mean()), confusion
 
 
-def _q2_embeddings(
-    store: RunStore, run: Run, classes: tuple[str, ...], doc: Document
-) -> dict[str, Any]:
+def _q2_embeddings(store: RunStore, run: Run, classes: tuple[str, ...], doc: Document) -> dict[str, Any]:
     maps = read_npz(store, run.id, "test_embedding_2d.npz")
     labels = maps["labels"]
     fig = figures.scatter_by_class([("PCA", maps["pca"]), ("t-SNE", maps["tsne"])], labels, classes)

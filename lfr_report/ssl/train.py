@@ -56,12 +56,15 @@ def fit(
     checkpoint: Path | None = None,
     log_every: int = 20,
     progress: bool = True,
+    make_test_views: ViewMaker | None = None,
 ) -> FitResult:
     """Train ``encoder`` and ``projector`` on ``objective``; see the module docstring.
 
     ``train_images``/``test_images`` are uint8 tensors; they may live on the CPU or on
     ``device`` (then no copy is made per batch). The last incomplete batch of each
     epoch is dropped: the variance and covariance terms need full batches.
+    ``make_test_views`` makes the test set's views when they differ from the training
+    ones (indices then refer to the test set); by default ``make_views`` serves both.
     """
     n = len(train_images)
     if n < batch_size:
@@ -119,9 +122,8 @@ def fit(
                 first_pending_step += len(pending)
                 pending = []
         step = (epoch + 1) * steps_per_epoch
-        test_terms = evaluate_objective(
-            encoder, projector, objective, make_views, test_images, batch_size, device
-        )
+        test_views = make_test_views or make_views
+        test_terms = evaluate_objective(encoder, projector, objective, test_views, test_images, batch_size, device)
         for name, value in test_terms.items():
             record(f"test_{name}", value, step)
         if checkpoint is not None:

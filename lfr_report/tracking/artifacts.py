@@ -21,8 +21,7 @@ from lfr_report.tracking.store import RunStore
 def add_npz_artifact(run: SacredRun, name: str, **arrays: np.ndarray | torch.Tensor) -> None:
     """Store named arrays as one compressed ``.npz`` artifact."""
     as_numpy = {
-        key: value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        for key, value in arrays.items()
+        key: value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value) for key, value in arrays.items()
     }
     _add(run, name, lambda path: np.savez_compressed(path, **as_numpy))
 
@@ -48,6 +47,14 @@ def read_npz(store: RunStore, run_id: str, name: str) -> dict[str, np.ndarray]:
 
 def read_torch(store: RunStore, run_id: str, name: str) -> Any:
     """An object saved with ``add_torch_artifact`` (loaded on the CPU)."""
-    return torch.load(
-        io.BytesIO(store.artifact(run_id, name)), map_location="cpu", weights_only=False
-    )
+    return torch.load(io.BytesIO(store.artifact(run_id, name)), map_location="cpu", weights_only=False)
+
+
+def read_encoder(store: RunStore, run_id: str) -> tuple[torch.nn.Module, dict]:
+    """The encoder a run saved as ``encoder.pt`` (on the CPU, eval mode) and its architecture."""
+    from lfr_report.models import build_encoder
+
+    saved = read_torch(store, run_id, "encoder.pt")
+    encoder = build_encoder(**saved["arch"])
+    encoder.load_state_dict(saved["state_dict"])
+    return encoder.eval(), saved["arch"]

@@ -31,9 +31,7 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} asked for, but no CUDA GPU is visible; use device=cpu or device=auto"
-        )
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible; use device=cpu or device=auto")
     return device
 
 

@@ -114,8 +114,7 @@ class RunStore(ABC):
         found = [
             run
             for run in self.runs(experiment)
-            if (status is None or run.status == status)
-            and (config is None or config_matches(run.config, config))
+            if (status is None or run.status == status) and (config is None or config_matches(run.config, config))
         ]
         return sorted(found, key=lambda run: (run.start_time or "", _numeric(run.id)), reverse=True)
 
@@ -273,11 +272,7 @@ def connect_mongo(url: str, db_name: str | None = None) -> tuple[Any, Any]:
             f"cannot reach MongoDB at {redact_url(url)} ({exc.__class__.__name__}); start it with `make stack-up`, "
             "or unset LFR_MONGO_URL to use the file store under runs/"
         ) from None
-    db = (
-        client[db_name]
-        if db_name
-        else client.get_default_database(default=os.environ.get("LFR_MONGO_DB", "lfr"))
-    )
+    db = client[db_name] if db_name else client.get_default_database(default=os.environ.get("LFR_MONGO_DB", "lfr"))
     return client, db
 
 
