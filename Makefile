@@ -27,7 +27,7 @@ system-deps: ## install the Debian packages WeasyPrint needs (only those missing
 setup: system-deps $(STAMP) ## system packages and the virtual environment
 
 data: setup ## get the offline datasets the reports use
-	$(PY) -m lfr_report data get fashion_mnist
+	$(PY) -m lfr_report data get fashion_mnist mnist
 
 report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
 	@for name in $(REPORTS); do $(PY) -m lfr_report report $$name --scale $(SCALE) || exit 1; done

@@ -27,25 +27,35 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A file store holding one COMPLETED `vicreg with smoke` run, shared by the tests that only read it."""
-    from sacred.observers import FileStorageObserver
-
-    from lfr_report.report.runner import load_experiment
+    """A file store holding every smoke-scale run the VICReg report needs (VICReg, both
+    ablations, eigenmaps, downstream tasks), built once and shared by tests that read it."""
+    from lfr_report.report.vicreg import gather_runs
+    from lfr_report.tracking.store import FileRunStore
 
     root = tmp_path_factory.mktemp("smoke") / "runs"
-    saved = {k: os.environ.get(k) for k in ("LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")}
-    os.environ["LFR_CHECKPOINT_DIR"] = str(root.parent / "checkpoints")
+    keys = ("LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(LFR_RUNS_DIR=str(root), LFR_CHECKPOINT_DIR=str(root.parent / "checkpoints"))
     os.environ.pop("LFR_MONGO_URL", None)
-    ex = load_experiment("vicreg")
-    observer = FileStorageObserver(str(root))
-    ex.observers.append(observer)
     try:
-        ex.run(named_configs=["smoke"], options={"--loglevel": "WARNING"})
+        gather_runs(FileRunStore(root), "smoke")
     finally:
-        ex.observers.remove(observer)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
     return root
+
+
+@pytest.fixture
+def smoke_store(smoke_runs: Path, isolated: Path):
+    """A private copy of the smoke runs in this test's runs/ folder, so a test may add runs."""
+    import shutil
+
+    from lfr_report.tracking.store import FileRunStore
+
+    root = isolated / "runs"
+    shutil.rmtree(root)
+    shutil.copytree(smoke_runs, root)
+    return FileRunStore(root)

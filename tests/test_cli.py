@@ -44,9 +44,7 @@ def test_report_with_unreachable_store_is_one_line(monkeypatch, capsys):
     assert err.startswith("error: cannot reach MongoDB") and "\n" not in err
 
 
-def test_report_builds_from_the_store(smoke_runs, isolated, capsys):
-    shutil.rmtree(isolated / "runs")
-    shutil.copytree(smoke_runs, isolated / "runs")
+def test_report_builds_from_the_store(smoke_store, isolated, capsys):
     out = isolated / "r.pdf"
     assert cli.main(["report", "vicreg", "--scale", "smoke", "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF")

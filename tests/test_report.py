@@ -1,59 +1,91 @@
-"""The VICReg report: built from smoke runs, checked through its PDF text, reused on rebuild."""
+"""The VICReg report built from smoke runs, checked through its PDF text: every question
+answered, numbers from the runs, notes placed, runs reused, numbers stable on rebuild."""
 
 from __future__ import annotations
 
-import shutil
+import re
 
 import pytest
 from pypdf import PdfReader
 
 from lfr_report.report import render, vicreg
-from lfr_report.tracking.store import FileRunStore
+
+QUESTIONS = (
+    "Q1: Training", "Q2: PCA vs. t-SNE", "Q3: Linear probing", "Q4: Ablation 1, no variance term",
+    "Q5: Ablation 2, no generated neighbours", "Q6: Ablation 3, Laplacian eigenmaps", "Q7: Retrieval",
+    "4.2 Q1: kNN density estimation", "4.2 Q2: ROC-AUC evaluation", "4.2 Q3: Qualitative evaluation",
+    "4.3 Q1: k-means", "4.3 Q2: Visualising the clusters", "4.3 Q3: Silhouette scores",
+)  # fmt: skip
 
 
 def _pdf_text(path) -> tuple[int, str]:
+    """Page count and the text, whitespace collapsed (extraction breaks lines anywhere)."""
     reader = PdfReader(str(path))
-    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+    return len(reader.pages), " ".join(" ".join(page.extract_text() for page in reader.pages).split())
 
 
 @pytest.fixture
-def store(smoke_runs, isolated):
-    """A private copy of the session's smoke runs, so tests may add runs to it."""
-    root = isolated / "runs"
-    shutil.rmtree(root)
-    shutil.copytree(smoke_runs, root)
-    return FileRunStore(root)
+def built(smoke_store, isolated):
+    out = vicreg.build(smoke_store, "smoke", isolated / "reports" / "vicreg.pdf")
+    return smoke_store, out
 
 
-def test_pdf_from_smoke_runs_has_its_sections_captions_and_run_id(store, isolated):
-    out = vicreg.build(store, "smoke", isolated / "reports" / "vicreg.pdf")
+def test_every_question_is_answered_in_order_within_the_page_limit(built):
+    _, out = built
     pages, text = _pdf_text(out)
-    [run] = store.find("vicreg")
-    assert pages > 1
-    for heading in ("What was run", "Q1: Training", "Q2: PCA vs. t-SNE", "Q3: Linear probing"):
-        assert heading in text
-    for caption in ("Figure 1.", "Figure 2.", "Figure 3.", "Figure 4.", "Table 1."):
+    assert 1 < pages <= 16
+    positions = [text.index(q) for q in QUESTIONS]
+    assert positions == sorted(positions)
+    for caption in [f"Figure {i}." for i in range(1, 13)] + [f"Table {i}." for i in range(1, 7)]:
         assert caption in text
-    assert "Invariance term" in text and "Variance term" in text and "Covariance term" in text
-    assert f"run {run.id} · synthetic · smoke scale" in text
-    assert "Raw pixels" in text and "the floor" in text
-    accuracy = store.metrics(run.id)["probe_test_accuracy"].values[-1]
-    assert f"{100 * accuracy:.1f}%" in text  # the number in the PDF is the run's number
     assert "Page 1 of" in text
 
 
-def test_second_build_reuses_the_completed_run(store, isolated):
-    out = isolated / "reports" / "vicreg.pdf"
-    vicreg.build(store, "smoke", out)
-    first = out.stat().st_mtime_ns
-    vicreg.build(store, "smoke", out)
-    assert len(store.find("vicreg")) == 1
-    assert out.stat().st_mtime_ns >= first
+def test_numbers_and_run_ids_in_the_pdf_come_from_the_runs(built):
+    store, out = built
+    _, text = _pdf_text(out)
+    runs = vicreg.gather_runs(store, "smoke")
+    sources = " ".join(re.findall(r"\[runs? [^\]]*\]", text))
+    for run, _role in runs.roles():
+        assert re.search(rf"\bruns? (\d+, )*{run.id}\b[^\]]* · synthetic · smoke scale", sources), run.id
+    probe = store.metrics(runs.vicreg.id)["probe_test_accuracy"].values[-1]
+    assert f"{100 * probe:.1f}%" in text
+    for model in ("vicreg", "no_neighbours"):
+        auc = store.metrics(runs.downstream[(model, "anomaly")].id)["anomaly_auc"].values[-1]
+        assert f"{auc:.4f}" in text
+    no_variance = store.metrics(runs.no_variance.id)["probe_test_accuracy"].values[-1]
+    assert f"to {100 * no_variance:.1f}%" in text  # "changed linear-probe accuracy from X% to Y%"
 
 
-def test_failed_build_leaves_the_previous_pdf_intact(store, isolated, monkeypatch):
-    out = isolated / "reports" / "vicreg.pdf"
+def test_user_notes_are_placed_under_their_question(smoke_store, isolated, monkeypatch):
+    notes = isolated / "notes" / "vicreg"
+    notes.mkdir(parents=True)
+    (notes / "q4.md").write_text("Without the hinge the **embedding collapses** onto a line.\n")
+    monkeypatch.setenv("LFR_NOTES_DIR", str(isolated / "notes"))
+    out = vicreg.build(smoke_store, "smoke", isolated / "r.pdf")
+    _, text = _pdf_text(out)
+    q4, q5 = text.index("Q4: Ablation 1"), text.index("Q5: Ablation 2")
+    assert q4 < text.index("embedding collapses") < q5
+    assert "No discussion yet: write it in" in text and "q5.md" in text
+
+
+def test_rebuild_reuses_every_run_and_gives_the_same_numbers(built, isolated):
+    store, out = built
+    before = sorted(run.id for run in store.runs())
+    _, first = _pdf_text(out)
     vicreg.build(store, "smoke", out)
+    _, second = _pdf_text(out)
+    assert sorted(run.id for run in store.runs()) == before
+
+    def numbers(text: str) -> list[str]:
+        text = re.sub(r"Generated by lfr on .*? UTC", "", text)
+        return re.findall(r"\d+\.\d+", text)
+
+    assert numbers(first) == numbers(second)
+
+
+def test_failed_build_leaves_the_previous_pdf_intact(built, monkeypatch):
+    store, out = built
     before = out.read_bytes()
 
     def broken(*args, **kwargs):

@@ -22,8 +22,8 @@ SCRIPT = str(REPO / "experiments" / "vicreg.py")
 
 def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
     store = FileRunStore(smoke_runs)
-    [run] = store.find("vicreg")
-    assert run.status == "COMPLETED"
+    run = store.latest("vicreg", {"views": "augment", "mu": 25.0})
+    assert run is not None and run.status == "COMPLETED"
     assert run.config["scale"] == "smoke" and run.config["data"]["name"] == "synthetic"
     assert run.info["device"].startswith("cpu") and run.info["data_source"].startswith("synthetic")
     assert run.commit and len(run.commit.split("+")[0]) == 40

@@ -22,11 +22,20 @@ class Item:
     caption: str
     source: str  # the run it came from
     uri: str | None = None  # the image, for figures
+    width: int = 100  # percent of the text width the figure takes
 
 
-def source_line(run: Run) -> str:
-    """``run <id> · <dataset> · <scale> scale``."""
-    return f"run {run.id} · {run.config.get('data', {}).get('name', '?')} · {run.config.get('scale', '?')} scale"
+def run_dataset(run: Run) -> str:
+    """The dataset a run used: its ``data.name`` config, or (downstream runs) the one it recorded."""
+    return run.config.get("data", {}).get("name") or run.info.get("dataset", "?")
+
+
+def source_line(*runs: Run) -> str:
+    """``run <id> · <dataset> · <scale> scale``; ``runs <id>, <id> · ...`` for several runs."""
+    ids = ", ".join(dict.fromkeys(run.id for run in runs))
+    datasets = " / ".join(dict.fromkeys(run_dataset(run) for run in runs))
+    scales = " / ".join(dict.fromkeys(str(run.config.get("scale", "?")) for run in runs))
+    return f"{'runs' if ',' in ids else 'run'} {ids} · {datasets} · {scales} scale"
 
 
 @dataclass
@@ -37,13 +46,15 @@ class Document:
     figures: list[Item] = field(default_factory=list)
     tables: list[Item] = field(default_factory=list)
 
-    def figure(self, uri: str, caption: str, run: Run) -> Item:
-        item = Item(len(self.figures) + 1, caption, source_line(run), uri)
+    def figure(self, uri: str, caption: str, *runs: Run, width: int = 100) -> Item:
+        """A numbered figure; ``runs`` are the runs whose numbers it shows."""
+        item = Item(len(self.figures) + 1, caption, source_line(*runs), uri, width)
         self.figures.append(item)
         return item
 
-    def table(self, caption: str, run: Run) -> Item:
-        item = Item(len(self.tables) + 1, caption, source_line(run))
+    def table(self, caption: str, *runs: Run) -> Item:
+        """A numbered table; ``runs`` are the runs whose numbers it shows."""
+        item = Item(len(self.tables) + 1, caption, source_line(*runs))
         self.tables.append(item)
         return item
 
@@ -58,15 +69,15 @@ def run_summary(run: Run) -> dict[str, Any]:
     duration = ""
     if start and stop:
         seconds = int((stop - start).total_seconds())
-        duration = f"{seconds // 60} min {seconds % 60:02d} s"
+        duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     gpus = run.host.get("gpus", {}).get("gpus", []) if isinstance(run.host.get("gpus"), dict) else []
     return {
         "id": run.id,
         "experiment": run.experiment,
         "scale": run.config.get("scale", ""),
-        "dataset": run.config.get("data", {}).get("name", ""),
+        "dataset": run_dataset(run),
         "status": run.status,
-        "started": start.strftime("%Y-%m-%d %H:%M UTC") if start else "",
+        "started": start.strftime("%Y-%m-%d %H:%M") if start else "",
         "duration": duration,
         "device": run.info.get("device", ""),
         "cpu": run.host.get("cpu", ""),

@@ -98,15 +98,11 @@ def train_test_curve(
     return fig
 
 
-def scatter_by_class(
-    panels: Sequence[tuple[str, np.ndarray]],
-    labels: np.ndarray,
-    class_names: Sequence[str],
-) -> Figure:
-    """Side-by-side 2-D scatter plots (one per ``(title, points)``), coloured by class, one shared legend."""
+def scatter_by_class(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], class_names: Sequence[str]) -> Figure:
+    """Side-by-side 2-D scatter plots, one per ``(title, points, labels)``, coloured by class, one shared legend."""
     fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH_IN, 0.8 * WIDTH_IN / len(panels) + 0.5), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ax, (title, points) in zip(axes[0], panels, strict=True):
+    for ax, (title, points, labels) in zip(axes[0], panels, strict=True):
         for k, name in enumerate(class_names):
             mine = labels == k
             ax.scatter(
@@ -122,13 +118,101 @@ def scatter_by_class(
         ax.set_xticks([])
         ax.set_yticks([])
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        names,
-        loc="lower center",
-        ncol=min(5, len(class_names)),
-        markerscale=5,
-        frameon=False,
-    )
+    fig.legend(handles, names, loc="lower center", ncol=min(5, len(class_names)), markerscale=5, frameon=False)
     fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return fig
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    """Draw one (C, H, W) uint8 image without axes."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(np.transpose(image, (1, 2, 0)))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def image_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    row_labels: Sequence[str] = (),
+    column_titles: Sequence[str] = (),
+    cell_notes: Sequence[Sequence[str]] = (),
+    highlight: Sequence[Sequence[bool]] = (),
+    cell_in: float = 0.5,
+) -> Figure:
+    """A grid of (C, H, W) uint8 images; optional row labels, column titles, a small note
+    under each cell, and a red frame on highlighted cells. Empty cells (None) stay blank."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * cell_in + 0.9, n_rows * (cell_in + 0.12) + 0.3),
+                             squeeze=False)  # fmt: skip
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            image = row[c] if c < len(row) else None
+            if image is None:
+                ax.axis("off")
+                continue
+            _show_image(ax, image)
+            if highlight and highlight[r][c]:
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color("red")
+                    spine.set_linewidth(1.5)
+            if cell_notes and cell_notes[r][c]:
+                ax.set_xlabel(cell_notes[r][c], fontsize=5, labelpad=1)
+        if row_labels:
+            axes[r][0].set_ylabel(row_labels[r], fontsize=6, rotation=0, ha="right", va="center", labelpad=4)
+    for c, title in enumerate(column_titles):
+        axes[0][c].set_title(title, fontsize=6)
+    fig.subplots_adjust(wspace=0.08, hspace=0.35, left=0.14, right=0.99, top=0.93, bottom=0.02)
+    return fig
+
+
+def roc_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], title: str) -> Figure:
+    """ROC curves ``(name, fpr, tpr, auc)`` on one plot, the AUC in each legend entry."""
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.62, WIDTH_IN * 0.5))
+    for name, fpr, tpr, auc in curves:
+        ax.plot(fpr, tpr, linewidth=1.4, label=f"{name} (AUC = {auc:.4f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance (AUC = 0.5)")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def cluster_maps(
+    points: np.ndarray,
+    assignments: np.ndarray,
+    labels: np.ndarray,
+    centres: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+) -> Figure:
+    """Two t-SNE panels side by side: coloured by k-means cluster, and by true class; the
+    cluster centres (embedded with the points) drawn in black on both."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 0.8 * WIDTH_IN / 2 + 0.55))
+    colours = plt.get_cmap("tab10")
+    for ax, values, panel in ((axes[0], assignments, "by k-means cluster"), (axes[1], labels, "by true class")):
+        ax.scatter(
+            points[:, 0], points[:, 1], s=1.5, c=[colours(v % 10) for v in values], linewidths=0, rasterized=True
+        )
+        ax.scatter(centres[:, 0], centres[:, 1], s=28, c="black", marker="X", linewidths=0.5, edgecolors="white",
+                   label="cluster centres")  # fmt: skip
+        ax.set_title(f"{title}: {panel}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=colours(k % 10), label=n) for k, n in enumerate(class_names)
+    ]
+    handles.append(plt.Line2D([], [], marker="X", linestyle="", color="black", label="cluster centre"))
+    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False, fontsize=6)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig

@@ -60,7 +60,8 @@ def find_or_run(
     found = store.latest(ex.path, config)
     if found is not None:
         return found
-    described = " ".join([f"experiments/{experiment}.py", *(["with", *named_configs] if named_configs else [])])
+    words = [*named_configs, *(f"{key}={value}" for key, value in (updates or {}).items())]
+    described = " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
     print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)
     observer = default_observer()
     ex.observers.append(observer)

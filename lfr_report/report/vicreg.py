@@ -1,12 +1,23 @@
-"""The VICReg report (exercise acml-ex3, section 3.2): Q1 training curves, Q2 PCA vs t-SNE,
-Q3 linear probe against the raw-pixel floor.
+"""The VICReg report: every question of sections 3 and 4 of the exercise (acml-ex3).
 
-Every number comes from the run store; every figure and table names the run it
-came from. Sentences that state results are written from those numbers.
+Runs it needs, found in the store or run (in this order, each at the report's scale):
+
+============================  ==============================================================
+VICReg                        ``vicreg with <scale>`` (Q1-Q3, and the model of Q7, 4.2, 4.3)
+no variance (Q4)              ``vicreg with <scale> no_variance``
+no generated neighbours (Q5)  ``vicreg with <scale> no_generated_neighbours neighbours_from=<VICReg>``
+Laplacian eigenmaps (Q6)      ``eigenmaps with <scale>``
+retrieval, anomaly,           ``downstream with <scale> task=<task> encoder_run=<run>`` for the
+clustering (Q7, 4.2, 4.3)     VICReg and the no-generated-neighbours runs
+============================  ==============================================================
+
+Every number comes from those runs; every figure and table names the run(s) it came
+from; sentences that state results are written from the numbers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +28,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from lfr_report.data import get_spec
 from lfr_report.report import figures
 from lfr_report.report.document import Document, run_summary
+from lfr_report.report.notes import read_note
 from lfr_report.report.render import render_html, write_pdf
 from lfr_report.report.runner import find_or_run
 from lfr_report.tracking.artifacts import read_npz
@@ -28,27 +40,111 @@ TERMS = (
     ("covariance", "Covariance term L_cov(Z) + L_cov(Z')", "eq. 5"),
 )
 KNN_NEIGHBOURS = 10  # neighbours of the 2-D kNN classifier that scores how well a map separates classes
+DOWNSTREAM_TASKS = ("retrieval", "anomaly", "clustering")
+NOTE_KEYS = (
+    "q1",
+    "q2",
+    "q3",
+    "q4",
+    "q5",
+    "q6",
+    "q7",
+    "ad1",
+    "ad2",
+    "ad3",
+    "cl1",
+    "cl2",
+    "cl3",
+    "difficulties",
+    "ai-tools",
+)
+
+
+@dataclass(frozen=True)
+class VicregRuns:
+    vicreg: Run
+    no_variance: Run
+    no_neighbours: Run
+    eigenmaps: Run
+    downstream: dict[tuple[str, str], Run]  # (model: "vicreg" | "no_neighbours", task) -> run
+
+    def roles(self) -> list[tuple[Run, str]]:
+        listed = [
+            (self.vicreg, "VICReg (Q1-Q3)"),
+            (self.no_variance, "ablation 1: no variance term (Q4)"),
+            (self.no_neighbours, f"ablation 2: no generated neighbours, from run {self.vicreg.id} (Q5)"),
+            (self.eigenmaps, "Laplacian eigenmaps (Q6)"),
+        ]
+        for (model, task), run in self.downstream.items():
+            listed.append(
+                (
+                    run,
+                    f"{task} of run {run.config['encoder_run']} ({'VICReg' if model == 'vicreg' else 'no neighbours'})",
+                )
+            )
+        return listed
+
+
+def gather_runs(store: RunStore, scale: str) -> VicregRuns:
+    """Find every run the report needs, running those the store lacks."""
+    vicreg = find_or_run(store, "vicreg", [scale])
+    no_variance = find_or_run(store, "vicreg", [scale, "no_variance"])
+    no_neighbours = find_or_run(store, "vicreg", [scale, "no_generated_neighbours"], {"neighbours_from": vicreg.id})
+    eigenmaps = find_or_run(store, "eigenmaps", [scale])
+    downstream = {
+        (model, task): find_or_run(store, "downstream", [scale], {"task": task, "encoder_run": encoder.id})
+        for model, encoder in (("vicreg", vicreg), ("no_neighbours", no_neighbours))
+        for task in DOWNSTREAM_TASKS
+    }
+    return VicregRuns(vicreg, no_variance, no_neighbours, eigenmaps, downstream)
 
 
 def build(store: RunStore, scale: str, out: Path) -> Path:
-    """Find (or run) the VICReg run of ``scale`` and write its report to ``out``."""
-    run = find_or_run(store, "vicreg", [scale])
-    doc = Document(title="VICReg on " + get_spec(run.config["data"]["name"]).title, report="vicreg")
-    context = {"doc": doc, **vicreg_sections(store, run, doc), "runs": [run_summary(run)]}
+    """Find (or run) every run of the VICReg report at ``scale`` and write the PDF to ``out``."""
+    runs = gather_runs(store, scale)
+    spec = get_spec(runs.vicreg.config["data"]["name"])
+    doc = Document(title=f"VICReg on {spec.title}", report="vicreg")
+    context = {
+        "doc": doc,
+        "dataset": spec,
+        "run": runs.vicreg,
+        "runs": [{**run_summary(run), "role": role} for run, role in runs.roles()],
+        "notes": {key: read_note("vicreg", key) for key in NOTE_KEYS},
+        **report_sections(store, runs, doc),
+    }
     return write_pdf(render_html("vicreg.html", context), out)
 
 
-def vicreg_sections(store: RunStore, run: Run, doc: Document) -> dict[str, Any]:
-    """Figures, tables and result sentences of Q1-Q3 for one VICReg run."""
-    metrics = store.metrics(run.id)
-    spec = get_spec(run.config["data"]["name"])
+def report_sections(store: RunStore, runs: VicregRuns, doc: Document) -> dict[str, Any]:
+    """Figures, tables and result sentences of every question, in the exercise's order."""
+    spec = get_spec(runs.vicreg.config["data"]["name"])
+    metrics = {run.id: store.metrics(run.id) for run, _ in runs.roles()}
+    maps = {run.id: read_npz(store, run.id, "test_embedding_2d.npz") for run in (runs.vicreg, runs.no_variance)}
+    q1 = _q1_training(runs.vicreg, metrics[runs.vicreg.id], doc)
+    q2 = _q2_embeddings(runs.vicreg, maps[runs.vicreg.id], spec.classes, doc)
+    q3 = _q3_probe(runs.vicreg, metrics[runs.vicreg.id], doc)
     return {
-        "run": run,
-        "dataset": spec,
-        "q1": _q1_training(run, metrics, doc),
-        "q2": _q2_embeddings(store, run, spec.classes, doc),
-        "q3": _q3_probe(run, metrics, doc),
+        "q1": q1,
+        "q2": q2,
+        "q3": q3,
+        "q4": _q4_no_variance(store, runs, maps, metrics, spec.classes, doc),
+        "q5": _q5_no_neighbours(runs, metrics, doc),
+        "q6": _q6_eigenmaps(store, runs, metrics, maps[runs.vicreg.id], spec.classes, doc),
+        "q7": _q7_retrieval(store, runs, spec.classes, doc),
+        "anomaly": _anomaly(store, runs, metrics, spec, doc),
+        "clustering": _clustering(store, runs, metrics, spec.classes, doc),
     }
+
+
+def _last(metrics: dict[str, Metric], name: str) -> float:
+    return metrics[name].values[-1]
+
+
+def _both(runs: VicregRuns) -> tuple[tuple[str, Run], tuple[str, Run]]:
+    return ("VICReg", runs.vicreg), ("VICReg without generated neighbours", runs.no_neighbours)
+
+
+# --- section 3 ------------------------------------------------------------------------------
 
 
 def _q1_training(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[str, Any]:
@@ -57,13 +153,8 @@ def _q1_training(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[st
     for term, title, equation in TERMS:
         train, test = metrics[f"train_{term}"], metrics[f"test_{term}"]
         fig = figures.train_test_curve(train.steps, train.values, test.steps, test.values, title, term, steps_per_epoch)
-        curves.append(
-            doc.figure(
-                figures.to_data_uri(fig, "svg"),
-                f"{title} ({equation}) per training batch and on the test set after each epoch.",
-                run,
-            )
-        )
+        caption = f"{title} ({equation}) per training batch and on the test set after each epoch."
+        curves.append(doc.figure(figures.to_data_uri(fig, "svg"), caption, run))
     window = max(1, steps_per_epoch or 1)
     changes = {}
     for term in ("loss", *(t for t, _, _ in TERMS)):
@@ -74,16 +165,11 @@ def _q1_training(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[st
             "test_first": metrics[f"test_{term}"].values[0],
             "test_last": metrics[f"test_{term}"].values[-1],
         }
-    return {
-        "figures": curves,
-        "changes": changes,
-        "epochs": run.config["epochs"],
-        "batches": len(metrics["train_loss"].values),
-        "steps_per_epoch": steps_per_epoch,
-    }
+    return {"figures": curves, "changes": changes, "batches": len(metrics["train_loss"].values),
+            "steps_per_epoch": steps_per_epoch}  # fmt: skip
 
 
-def _knn_map_accuracy(points: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def knn_map_accuracy(points: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """5-fold cross-validated accuracy of a kNN classifier on 2-D points, and its confusion matrix."""
     k = min(KNN_NEIGHBOURS, max(1, len(points) // 5 - 1))
     predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=k), points, labels, cv=5)
@@ -93,25 +179,23 @@ def _knn_map_accuracy(points: np.ndarray, labels: np.ndarray) -> tuple[float, np
     return float((predicted == labels).mean()), confusion
 
 
-def _q2_embeddings(store: RunStore, run: Run, classes: tuple[str, ...], doc: Document) -> dict[str, Any]:
-    maps = read_npz(store, run.id, "test_embedding_2d.npz")
+def _q2_embeddings(run: Run, maps: dict[str, np.ndarray], classes: tuple[str, ...], doc: Document) -> dict[str, Any]:
     labels = maps["labels"]
-    fig = figures.scatter_by_class([("PCA", maps["pca"]), ("t-SNE", maps["tsne"])], labels, classes)
+    fig = figures.scatter_by_class([("PCA", maps["pca"], labels), ("t-SNE", maps["tsne"], labels)], classes)
     figure = doc.figure(
         figures.to_data_uri(fig, "png"),
         f"PCA (left) and t-SNE (right) of the VICReg representations of {len(labels):,} test images, coloured by class.",
         run,
     )
-    pca_accuracy, _ = _knn_map_accuracy(maps["pca"], labels)
-    tsne_accuracy, confusion = _knn_map_accuracy(maps["tsne"], labels)
-    # Entangled pairs: share of each pair's images that the 2-D kNN assigns to the other class.
+    pca_accuracy, _ = knn_map_accuracy(maps["pca"], labels)
+    tsne_accuracy, confusion = knn_map_accuracy(maps["tsne"], labels)
     per_class = confusion.sum(axis=1).clip(min=1)
-    pairs = []
-    for a in range(len(classes)):
-        for b in range(a + 1, len(classes)):
-            mixed = (confusion[a, b] + confusion[b, a]) / (per_class[a] + per_class[b])
-            pairs.append((float(mixed), classes[a], classes[b]))
-    pairs.sort(reverse=True)
+    pairs = sorted(
+        ((float((confusion[a, b] + confusion[b, a]) / (per_class[a] + per_class[b])), classes[a], classes[b])
+         for a in range(len(classes)) for b in range(a + 1, len(classes))),
+        reverse=True,
+    )  # fmt: skip
+    best = max(range(len(classes)), key=lambda c: confusion[c, c] / per_class[c])
     return {
         "figure": figure,
         "points": len(labels),
@@ -119,36 +203,210 @@ def _q2_embeddings(store: RunStore, run: Run, classes: tuple[str, ...], doc: Doc
         "tsne_accuracy": tsne_accuracy,
         "better": "t-SNE" if tsne_accuracy >= pca_accuracy else "PCA",
         "entangled": [{"share": s, "a": a, "b": b} for s, a, b in pairs[:3]],
+        "cleanest": {"name": classes[best], "recall": float(confusion[best, best] / per_class[best])},
         "k": KNN_NEIGHBOURS,
     }
-
-
-def _last(metrics: dict[str, Metric], name: str) -> float:
-    return metrics[name].values[-1]
 
 
 def _q3_probe(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[str, Any]:
     spec = get_spec(run.config["data"]["name"])
     rows = [
-        {
-            "name": f"VICReg encoder representation ({run.config['encoder_dim']}-d)",
-            "train": _last(metrics, "probe_train_accuracy"),
-            "test": _last(metrics, "probe_test_accuracy"),
-        },
-        {
-            "name": f"Raw pixels ({int(np.prod(spec.shape)):,}-d), the floor",
-            "train": _last(metrics, "pixels_probe_train_accuracy"),
-            "test": _last(metrics, "pixels_probe_test_accuracy"),
-        },
-    ]
+        {"name": f"VICReg encoder representation ({run.config['encoder_dim']}-d)",
+         "train": _last(metrics, "probe_train_accuracy"), "test": _last(metrics, "probe_test_accuracy")},
+        {"name": f"Raw pixels ({int(np.prod(spec.shape)):,}-d), the floor",
+         "train": _last(metrics, "pixels_probe_train_accuracy"), "test": _last(metrics, "pixels_probe_test_accuracy")},
+    ]  # fmt: skip
     table = doc.table(
         f"Linear-probe accuracy on {spec.title} (one linear layer, cross-entropy, Adam, "
         f"{run.config['probe']['epochs']} epochs, encoder frozen).",
         run,
     )
+    return {"table": table, "rows": rows, "gain": rows[0]["test"] - rows[1]["test"], "probe": run.config["probe"]}
+
+
+def representation_statistics(features: np.ndarray) -> dict[str, float]:
+    """How spread a representation is: its effective rank (exp of the entropy of the
+    normalised singular values of the centred features) and the share of the variance
+    on the first two principal components (what a PCA plot shows)."""
+    centred = features - features.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    p = singular / singular.sum()
+    variance = singular**2
     return {
-        "table": table,
-        "rows": rows,
-        "gain": rows[0]["test"] - rows[1]["test"],
-        "probe": run.config["probe"],
+        "effective_rank": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())),
+        "top2_variance": float(variance[:2].sum() / variance.sum()),
     }
+
+
+def _q4_no_variance(store, runs, maps, metrics, classes, doc) -> dict[str, Any]:
+    full, ablated = runs.vicreg, runs.no_variance
+    fig = figures.scatter_by_class(
+        [("VICReg", maps[full.id]["pca"], maps[full.id]["labels"]),
+         ("VICReg without variance term (mu = 0)", maps[ablated.id]["pca"], maps[ablated.id]["labels"])],
+        classes,
+    )  # fmt: skip
+    figure = doc.figure(figures.to_data_uri(fig, "png"),
+                        "PCA of the test representations: VICReg (left) and without the variance term (right).",
+                        full, ablated)  # fmt: skip
+    stats = {
+        run.id: representation_statistics(read_npz(store, run.id, "test_representations.npz")["features"])
+        for run in (full, ablated)
+    }
+    rows = [
+        {"name": name, "run": run.id, "test": _last(metrics[run.id], "probe_test_accuracy"), **stats[run.id]}
+        for name, run in (("VICReg", full), ("VICReg without variance term", ablated))
+    ]
+    table = doc.table(
+        "Linear probe and spread of the test representations, with and without the variance term.", full, ablated
+    )
+    return {"figure": figure, "table": table, "rows": rows, "change": rows[1]["test"] - rows[0]["test"]}
+
+
+def _q5_no_neighbours(runs, metrics, doc) -> dict[str, Any]:
+    full, ablated = runs.vicreg, runs.no_neighbours
+    rows = [
+        {"name": name, "run": run.id, "epochs": run.config["epochs"], "test": _last(metrics[run.id], "probe_test_accuracy"),
+         "train": _last(metrics[run.id], "probe_train_accuracy")}
+        for name, run in (("VICReg (two augmentations)", full),
+                          (f"No generated neighbours (image + one of its {ablated.config['neighbours_k']} nearest)", ablated))
+    ]  # fmt: skip
+    table = doc.table(
+        "Linear-probe accuracy with generated (augmented) views and with real neighbours as the second view.",
+        full,
+        ablated,
+    )
+    pixels = _last(metrics[full.id], "pixels_probe_test_accuracy")
+    return {"table": table, "rows": rows, "change": rows[1]["test"] - rows[0]["test"], "pixels": pixels,
+            "k": ablated.config["neighbours_k"]}  # fmt: skip
+
+
+def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, Any]:
+    eig = runs.eigenmaps
+    tsne = read_npz(store, eig.id, "eigenmap_tsne.npz")
+    eigenmap = read_npz(store, eig.id, "eigenmap.npz")
+    fig = figures.scatter_by_class(
+        [("VICReg (test images)", vicreg_map["tsne"], vicreg_map["labels"]),
+         (f"Laplacian eigenmaps ({len(tsne['labels']):,} train images)", tsne["tsne"], tsne["labels"])],
+        classes,
+    )  # fmt: skip
+    figure = doc.figure(figures.to_data_uri(fig, "png"),
+                        "t-SNE of VICReg's test representations (left) and of the Laplacian eigenmaps of training images (right).",
+                        runs.vicreg, eig)  # fmt: skip
+    eig_accuracy, _ = knn_map_accuracy(tsne["tsne"], tsne["labels"])
+    vicreg_accuracy, _ = knn_map_accuracy(vicreg_map["tsne"], vicreg_map["labels"])
+    rows = [
+        {"name": "VICReg", "run": runs.vicreg.id, "test": _last(metrics[runs.vicreg.id], "probe_test_accuracy"),
+         "evaluated": f"trained on all {runs.vicreg.info.get('train_images', 0):,} training images, scored on the test split"},
+        {"name": "Laplacian eigenmaps", "run": eig.id, "test": _last(metrics[eig.id], "probe_test_accuracy"),
+         "evaluated": f"trained on {len(eigenmap['labels']) - len(eigenmap['probe_scored']):,} of the embedded training images, "
+                      f"scored on the other {len(eigenmap['probe_scored']):,}"},
+    ]  # fmt: skip
+    table = doc.table(
+        "Linear probes of VICReg and of Laplacian eigenmaps, and how each was evaluated.", runs.vicreg, eig
+    )
+    return {"figure": figure, "table": table, "rows": rows, "tsne_knn": {"vicreg": vicreg_accuracy, "eigenmaps": eig_accuracy},
+            "config": eig.config, "graph_components": eig.info.get("graph_components", 0)}  # fmt: skip
+
+
+def _q7_retrieval(store, runs, classes, doc) -> dict[str, Any]:
+    panels = []
+    for name, encoder in _both(runs):
+        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "retrieval")]
+        found = read_npz(store, run.id, "retrieval.npz")
+        rows, marks = [], []
+        for q in range(len(found["queries"])):
+            query_class = found["query_labels"][q]
+            rows.append([found["query_images"][q], *found["nearest_images"][q], None, *found["farthest_images"][q]])
+            marks.append(
+                [
+                    False,
+                    *(found["nearest_labels"][q] != query_class),
+                    False,
+                    *(found["farthest_labels"][q] == query_class),
+                ]
+            )
+        n = found["nearest"].shape[1]
+        titles = ["query", *[f"near {i + 1}" for i in range(n)], "", *[f"far {i + 1}" for i in range(n)]]
+        fig = figures.image_grid(
+            rows, [classes[c] for c in found["query_labels"]], titles, highlight=marks, cell_in=0.36
+        )
+        figure = doc.figure(
+            figures.to_data_uri(fig, "png"),
+            f"{name}: one training image per class (left), its {n} nearest and its {n} most distant training images; "
+            "a red frame marks a nearest image of another class or a distant image of the same class.",
+            run,
+        )
+        same_near = float((found["nearest_labels"] == found["query_labels"][:, None]).mean())
+        same_far = float((found["farthest_labels"] == found["query_labels"][:, None]).mean())
+        far_classes = sorted({classes[c] for c in np.unique(found["farthest_labels"])})
+        panels.append({"name": name, "figure": figure, "same_near": same_near, "same_far": same_far,
+                       "far_classes": far_classes, "run": run.id})  # fmt: skip
+    return {"panels": panels}
+
+
+# --- section 4 ------------------------------------------------------------------------------
+
+
+def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
+    curves, tops, rows, both = [], [], [], []
+    for name, encoder in _both(runs):
+        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "anomaly")]
+        both.append(run)
+        result = read_npz(store, run.id, "anomaly.npz")
+        auc = _last(metrics[run.id], "anomaly_auc")
+        curves.append((name, result["fpr"], result["tpr"], auc))
+        tops.append((name, result))
+        normal, anomalous = result["scores"][result["labels"] == 0], result["scores"][result["labels"] == 1]
+        rows.append({"name": name, "run": run.id, "auc": auc, "top_anomalies": int(result["top_is_anomaly"].sum()),
+                     "shown": len(result["top"]), "normal_median": float(np.median(normal)),
+                     "anomalous_median": float(np.median(anomalous))})  # fmt: skip
+    first = runs.downstream[("vicreg", "anomaly")]
+    anomaly_spec = get_spec(first.config["anomaly_data"])
+    roc = doc.figure(
+        figures.to_data_uri(figures.roc_curves(curves, f"{spec.title} normal, {anomaly_spec.title} anomalous"), "svg"),
+        f"ROC curves of the kNN (k = {first.config['anomaly_k']}) inverse density score, {spec.title} test images "
+        f"labelled 0 and {anomaly_spec.title} test images labelled 1; AUC in the legend.",
+        *both,
+        width=70,
+    )
+    shown = len(tops[0][1]["top"])
+    grid = figures.image_grid(
+        [list(result["top_images"]) for _, result in tops],
+        [name.replace("VICReg without generated neighbours", "no gen. neighbours") for name, _ in tops],
+        [f"#{i + 1}" for i in range(shown)],
+        [["anomaly" if a else "normal" for a in result["top_is_anomaly"]] for _, result in tops],
+        cell_in=0.62,
+    )  # fmt: skip
+    top_figure = doc.figure(
+        figures.to_data_uri(grid, "png"),
+        f"The {shown} most anomalous test images by each model's score, most anomalous first, each labelled with the set it came from.",
+        *both,
+    )
+    best = max(rows, key=lambda r: r["auc"])
+    info = first.info
+    table = doc.table("ROC-AUC of the kNN anomaly score and how the two score distributions sit apart.", *both)
+    return {"roc": roc, "top": top_figure, "rows": rows, "best": best, "table": table, "anomaly_data": anomaly_spec,
+            "normal_images": info.get("normal_images", 0), "anomaly_images": info.get("anomaly_images", 0),
+            "anomaly_source": info.get("anomaly_source", ""), "k": first.config["anomaly_k"]}  # fmt: skip
+
+
+def _clustering(store, runs, metrics, classes, doc) -> dict[str, Any]:
+    panels, rows = [], []
+    for name, encoder in _both(runs):
+        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "clustering")]
+        result = read_npz(store, run.id, "clustering.npz")
+        fig = figures.cluster_maps(result["tsne"], result["assignments"], result["labels"], result["centres_tsne"],
+                                   classes, "VICReg" if encoder is runs.vicreg else "No gen. neighbours")  # fmt: skip
+        panels.append(doc.figure(
+            figures.to_data_uri(fig, "png"),
+            f"{name}: t-SNE of {len(result['labels']):,} training representations coloured by k-means cluster (left) "
+            "and by true class (right); cluster centres in black.",
+            run,
+        ))  # fmt: skip
+        rows.append({"name": name, "run": run.id, "silhouette": _last(metrics[run.id], "silhouette"),
+                     "ari": _last(metrics[run.id], "adjusted_rand"), "points": run.info.get("silhouette_points", 0),
+                     "k": run.config["clusters"]})  # fmt: skip
+    table = doc.table("Silhouette score (eq. 8, original dimension) and agreement of the clusters with the classes.",
+                      *(runs.downstream[(model, "clustering")] for model in ("vicreg", "no_neighbours")))  # fmt: skip
+    return {"figures": panels, "rows": rows, "table": table,
+            "higher_silhouette": max(rows, key=lambda r: r["silhouette"]), "higher_ari": max(rows, key=lambda r: r["ari"])}  # fmt: skip

@@ -1,0 +1,116 @@
+"""The ablation, eigenmaps and downstream pipelines at smoke scale, read from the shared smoke store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lfr_report.data import Augment, AugmentParams
+from lfr_report.errors import ConfigError
+from lfr_report.report.runner import load_experiment
+from lfr_report.report.vicreg import gather_runs
+from lfr_report.ssl.views import neighbour_pair, neighbour_table
+from lfr_report.tracking.artifacts import read_npz
+from lfr_report.tracking.store import FileRunStore
+
+
+@pytest.fixture(scope="module")
+def runs(smoke_runs):
+    store = FileRunStore(smoke_runs)
+    return store, gather_runs(store, "smoke")
+
+
+def test_neighbour_views_pair_each_image_with_one_of_its_k_nearest():
+    features = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0], [30.0]])
+    table = neighbour_table(features, k=2)
+    assert table[0].tolist() == [1, 2] and table[3].tolist() == [4, 2]
+    images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 2, 2).contiguous() * 40
+    make = neighbour_pair(images, table, Augment(AugmentParams(), (0.0,), (1.0,)))
+    index = torch.tensor([0, 3, 5])
+    seen = set()
+    for seed in range(20):
+        anchor, partner = make(images[index], index, torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(anchor, images[index].float() / 255)  # the image itself, not augmented
+        partner_ids = (partner[:, 0, 0, 0] * 255 / 40).round().long()
+        for i, p in zip(index.tolist(), partner_ids.tolist(), strict=True):
+            assert p in table[i].tolist()
+            seen.add((i, p))
+    assert len(seen) == 6  # both neighbours of each image get drawn
+
+
+def test_no_generated_neighbours_run_uses_the_vicreg_run(runs):
+    store, found = runs
+    run = found.no_neighbours
+    assert run.status == "COMPLETED"
+    assert run.config["views"] == "neighbours" and run.config["neighbours_from"] == found.vicreg.id
+    assert run.config["epochs"] == 1
+    metrics = store.metrics(run.id)
+    assert len(metrics["train_loss"].values) == 512 // 64 and "test_loss" in metrics
+    assert 0 <= metrics["probe_test_accuracy"].values[-1] <= 1
+
+
+def test_no_variance_run_sets_mu_to_zero(runs):
+    _, found = runs
+    assert found.no_variance.config["mu"] == 0.0 and found.vicreg.config["mu"] == 25.0
+
+
+def test_eigenmaps_run_records_a_transductive_embedding_and_its_probe(runs):
+    store, found = runs
+    run = found.eigenmaps
+    eigenmap = read_npz(store, run.id, "eigenmap.npz")
+    assert eigenmap["embedding"].shape == (400, 16)
+    assert (np.diff(eigenmap["eigenvalues"]) >= -1e-9).all() and eigenmap["eigenvalues"][0] > 0
+    assert len(eigenmap["probe_scored"]) == 80  # 20% of the 400 embedded images score the probe
+    assert run.info["graph_components"] == 1
+    assert read_npz(store, run.id, "eigenmap_tsne.npz")["tsne"].shape == (400, 2)
+    assert 0 <= store.metrics(run.id)["probe_test_accuracy"].values[-1] <= 1
+
+
+def test_downstream_runs_name_their_encoder_and_store_their_figures(runs):
+    store, found = runs
+    for (model, task), run in found.downstream.items():
+        encoder = found.vicreg if model == "vicreg" else found.no_neighbours
+        assert run.config["encoder_run"] == encoder.id and run.config["task"] == task
+    retrieval = read_npz(store, found.downstream[("vicreg", "retrieval")].id, "retrieval.npz")
+    assert retrieval["query_images"].shape == (10, 1, 28, 28)
+    assert retrieval["nearest_images"].shape == retrieval["farthest_images"].shape == (10, 5, 1, 28, 28)
+    assert sorted(retrieval["query_labels"].tolist()) == list(range(10))
+    anomaly = read_npz(store, found.downstream[("vicreg", "anomaly")].id, "anomaly.npz")
+    assert anomaly["top_images"].shape == (7, 1, 28, 28)  # digits resized to the encoder's input
+    assert anomaly["labels"].sum() == 359 and (anomaly["labels"] == 0).sum() == 256
+    clustering = read_npz(store, found.downstream[("vicreg", "clustering")].id, "clustering.npz")
+    assert clustering["centres_tsne"].shape == (10, 2) and clustering["tsne"].shape == (200, 2)
+
+
+def _config(experiment, named, updates):
+    from lfr_report.report.runner import expected_config
+
+    return expected_config(load_experiment(experiment), named, updates)
+
+
+def test_downstream_resolves_encoder_config_to_a_run_id(runs, monkeypatch):
+    store, found = runs
+    monkeypatch.setenv("LFR_RUNS_DIR", str(store.root))
+    config = _config("downstream", ["smoke"], {"task": "retrieval", "encoder_config": {"mu": 0.0}})
+    assert config["encoder_run"] == found.no_variance.id
+
+
+@pytest.mark.parametrize(
+    ("updates", "message"),
+    [
+        ({"task": "nope", "encoder_run": "1"}, "unknown task 'nope'"),
+        ({"task": "probe"}, "name the encoder"),
+        ({"task": "probe", "encoder_config": {"mu": 123.0}}, "no COMPLETED vicreg run"),
+    ],
+)
+def test_downstream_config_errors_are_one_line(runs, monkeypatch, updates, message):
+    store, _ = runs
+    monkeypatch.setenv("LFR_RUNS_DIR", str(store.root))
+    with pytest.raises(ConfigError, match=message):
+        _config("downstream", ["smoke"], updates)
+
+
+def test_neighbours_without_a_source_run_is_a_config_error():
+    with pytest.raises(ConfigError, match="views=neighbours needs neighbours_from"):
+        _config("vicreg", ["smoke", "no_generated_neighbours"], {})
