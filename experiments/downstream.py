@@ -39,15 +39,9 @@ from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.evaluate.retrieval import one_per_class, retrieve
 from lfr_report.ingredients import probe_ingredient, run_probe
 from lfr_report.ingredients.data import splits
-from lfr_report.tracking import (
-    describe_device,
-    git_commit,
-    open_store,
-    resolve_device,
-    run_commandline,
-    seed_everything,
-)
+from lfr_report.tracking import open_store, run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact, read_encoder
+from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 TASKS = ("probe", "embeddings", "retrieval", "anomaly", "clustering")
@@ -120,8 +114,7 @@ def _views(images: torch.Tensor, index: np.ndarray) -> np.ndarray:
 @ex.main
 def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_class, retrieval_n, anomaly_data, anomaly_k,
          anomaly_shown, clusters, silhouette_points, tsne_points):  # fmt: skip
-    seed_everything(_seed)
-    device = resolve_device(device)
+    device = begin_run(_run, _seed, device)
     store = open_store()
     source = store.get(encoder_run)
     if source.status != "COMPLETED":
@@ -130,8 +123,7 @@ def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_c
     encoder = encoder.to(device)
     data = source.config["data"]
     train, test = splits(data["name"], data["train_size"], data["test_size"], source.config["seed"])
-    _run.info.update(device=describe_device(device), git_commit=git_commit(), torch=str(torch.__version__),
-                     dataset=train.name, data_source=train.source, encoder_experiment=source.experiment, encoder_arch=arch,
+    _run.info.update(dataset=train.name, data_source=train.source, encoder_experiment=source.experiment, encoder_arch=arch,
                      encoder_found_by=encoder_config or "run id")  # fmt: skip
     mean, std = train.spec.mean, train.spec.std
 

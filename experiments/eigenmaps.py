@@ -30,8 +30,9 @@ from lfr_report.evaluate.eigenmaps import laplacian_eigenmap
 from lfr_report.evaluate.embed import tsne_2d
 from lfr_report.ingredients import data_ingredient, load_splits, probe_ingredient, run_probe
 from lfr_report.models import RandomFeatureCNN
-from lfr_report.tracking import describe_device, git_commit, resolve_device, run_commandline, seed_everything
+from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact
+from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 ex = Experiment(
@@ -87,13 +88,11 @@ def check(config, command_name, logger):
 
 @ex.main
 def main(_run, _seed, device, images, cnn_dim, neighbours, components, probe_fraction):
-    seed_everything(_seed)
-    device = resolve_device(device)
+    device = begin_run(_run, _seed, device)
     train, _ = load_splits()
     chosen = subset_index(len(train), images, _seed)
     graph_set = train.subset(images, seed=_seed)
-    _run.info.update(device=describe_device(device), git_commit=git_commit(), torch=str(torch.__version__),
-                     data_source=train.source, train_images=len(graph_set))  # fmt: skip
+    _run.info.update(data_source=train.source, train_images=len(graph_set))
 
     cnn = RandomFeatureCNN(train.spec.channels, train.spec.shape[-1], cnn_dim).to(device)
     vectors = encode(cnn, graph_set.images, train.spec.mean, train.spec.std, device).numpy()

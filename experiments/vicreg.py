@@ -42,15 +42,9 @@ from lfr_report.models import Projector, build_encoder, encoder_arch
 from lfr_report.ssl import VICRegLoss
 from lfr_report.ssl.train import fit
 from lfr_report.ssl.views import augmented_pair, neighbour_pair, neighbour_table
-from lfr_report.tracking import (
-    describe_device,
-    git_commit,
-    open_store,
-    resolve_device,
-    run_commandline,
-    seed_everything,
-)
+from lfr_report.tracking import open_store, run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact, read_encoder
+from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 ex = Experiment(
@@ -183,13 +177,9 @@ def neighbour_views(source_run, train, test, k, augment, device, channels_last):
 def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, projector_dim, epochs, batch_size, lr, betas,
          weight_decay, lambda_, mu, nu, gamma, eps, views, neighbours_from, neighbours_k, channels_last, tsne_points,
          log_every):  # fmt: skip
-    seed_everything(_seed)
-    device = resolve_device(device)
+    device = begin_run(_run, _seed, device)
     train, test = load_splits()
-    _run.info.update(
-        device=describe_device(device), git_commit=git_commit(), torch=str(torch.__version__),
-        data_source=train.source, train_images=len(train), test_images=len(test),
-    )  # fmt: skip
+    _run.info.update(data_source=train.source, train_images=len(train), test_images=len(test))
     if len(train) < batch_size:
         raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")
 

@@ -77,7 +77,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "scale": run.config.get("scale", ""),
         "dataset": run_dataset(run),
         "status": run.status,
-        "started": start.strftime("%Y-%m-%d %H:%M") if start else "",
+        "started": start.strftime("%m-%d %H:%M") if start else "",
         "duration": duration,
         "device": run.info.get("device", ""),
         "cpu": run.host.get("cpu", ""),

@@ -213,6 +213,8 @@ def cluster_maps(
         plt.Line2D([], [], marker="o", linestyle="", color=colours(k % 10), label=n) for k, n in enumerate(class_names)
     ]
     handles.append(plt.Line2D([], [], marker="X", linestyle="", color="black", label="cluster centre"))
-    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False, fontsize=6)
+    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False, fontsize=6,
+               title="colours of the right panel (true classes); on the left they only tell clusters apart",
+               title_fontsize=6)  # fmt: skip
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig

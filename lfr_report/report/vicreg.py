@@ -75,13 +75,9 @@ class VicregRuns:
             (self.no_neighbours, f"ablation 2: no generated neighbours, from run {self.vicreg.id} (Q5)"),
             (self.eigenmaps, "Laplacian eigenmaps (Q6)"),
         ]
+        short = {key: short for key, _, short in COMPARED}
         for (model, task), run in self.downstream.items():
-            listed.append(
-                (
-                    run,
-                    f"{task} of run {run.config['encoder_run']} ({'VICReg' if model == 'vicreg' else 'no neighbours'})",
-                )
-            )
+            listed.append((run, f"{task} of run {run.config['encoder_run']} ({short[model]})"))
         return listed
 
 
@@ -140,8 +136,16 @@ def _last(metrics: dict[str, Metric], name: str) -> float:
     return metrics[name].values[-1]
 
 
-def _both(runs: VicregRuns) -> tuple[tuple[str, Run], tuple[str, Run]]:
-    return ("VICReg", runs.vicreg), ("VICReg without generated neighbours", runs.no_neighbours)
+# The two encoders that Q7, 4.2 and 4.3 compare: (key in VicregRuns.downstream, name, short name).
+COMPARED = (
+    ("vicreg", "VICReg", "VICReg"),
+    ("no_neighbours", "VICReg without generated neighbours", "No gen. neighbours"),
+)
+
+
+def _compared(runs: VicregRuns, task: str) -> list[tuple[str, str, Run]]:
+    """(name, short name, downstream run of ``task``) for each compared encoder."""
+    return [(name, short, runs.downstream[(key, task)]) for key, name, short in COMPARED]
 
 
 # --- section 3 ------------------------------------------------------------------------------
@@ -310,8 +314,7 @@ def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, A
 
 def _q7_retrieval(store, runs, classes, doc) -> dict[str, Any]:
     panels = []
-    for name, encoder in _both(runs):
-        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "retrieval")]
+    for name, _, run in _compared(runs, "retrieval"):
         found = read_npz(store, run.id, "retrieval.npz")
         rows, marks = [], []
         for q in range(len(found["queries"])):
@@ -349,8 +352,7 @@ def _q7_retrieval(store, runs, classes, doc) -> dict[str, Any]:
 
 def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
     curves, tops, rows, both = [], [], [], []
-    for name, encoder in _both(runs):
-        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "anomaly")]
+    for name, _, run in _compared(runs, "anomaly"):
         both.append(run)
         result = read_npz(store, run.id, "anomaly.npz")
         auc = _last(metrics[run.id], "anomaly_auc")
@@ -372,7 +374,7 @@ def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
     shown = len(tops[0][1]["top"])
     grid = figures.image_grid(
         [list(result["top_images"]) for _, result in tops],
-        [name.replace("VICReg without generated neighbours", "no gen. neighbours") for name, _ in tops],
+        [short for _, short, _ in _compared(runs, "anomaly")],
         [f"#{i + 1}" for i in range(shown)],
         [["anomaly" if a else "normal" for a in result["top_is_anomaly"]] for _, result in tops],
         cell_in=0.62,
@@ -392,11 +394,10 @@ def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
 
 def _clustering(store, runs, metrics, classes, doc) -> dict[str, Any]:
     panels, rows = [], []
-    for name, encoder in _both(runs):
-        run = runs.downstream[("vicreg" if encoder is runs.vicreg else "no_neighbours", "clustering")]
+    for name, short, run in _compared(runs, "clustering"):
         result = read_npz(store, run.id, "clustering.npz")
         fig = figures.cluster_maps(result["tsne"], result["assignments"], result["labels"], result["centres_tsne"],
-                                   classes, "VICReg" if encoder is runs.vicreg else "No gen. neighbours")  # fmt: skip
+                                   classes, short)  # fmt: skip
         panels.append(doc.figure(
             figures.to_data_uri(fig, "png"),
             f"{name}: t-SNE of {len(result['labels']):,} training representations coloured by k-means cluster (left) "
@@ -407,6 +408,6 @@ def _clustering(store, runs, metrics, classes, doc) -> dict[str, Any]:
                      "ari": _last(metrics[run.id], "adjusted_rand"), "points": run.info.get("silhouette_points", 0),
                      "k": run.config["clusters"]})  # fmt: skip
     table = doc.table("Silhouette score (eq. 8, original dimension) and agreement of the clusters with the classes.",
-                      *(runs.downstream[(model, "clustering")] for model in ("vicreg", "no_neighbours")))  # fmt: skip
+                      *(run for _, _, run in _compared(runs, "clustering")))  # fmt: skip
     return {"figures": panels, "rows": rows, "table": table,
             "higher_silhouette": max(rows, key=lambda r: r["silhouette"]), "higher_ari": max(rows, key=lambda r: r["ari"])}  # fmt: skip

@@ -65,3 +65,12 @@ def git_commit(path: Path = REPO_ROOT) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def begin_run(run, seed: int, device: str) -> torch.device:
+    """What every experiment does first: seed Python, NumPy and torch, pick the device, and
+    record in the run's info the device, the git commit and the torch version."""
+    seed_everything(seed)
+    resolved = resolve_device(device)
+    run.info.update(device=describe_device(resolved), git_commit=git_commit(), torch=str(torch.__version__))
+    return resolved
