@@ -93,16 +93,34 @@ def test_kmeans_recovers_separated_clusters():
     assert result.centres.shape == (4, 3)
 
 
-def test_eigenmaps_separate_disconnected_groups_and_skip_the_trivial_vector():
+def test_eigenmaps_split_two_blobs_joined_by_a_thin_bridge():
+    """The first non-trivial eigenvector (the Fiedler vector) of a graph made of two dense
+    blobs joined by a chain of points takes one sign on each blob."""
     rng = np.random.default_rng(6)
     groups = np.repeat([0, 1], 100)
-    x = rng.standard_normal((200, 10)) * 0.3 + groups[:, None] * 20.0
-    result = laplacian_eigenmap(x, neighbours=8, components=2)
+    blobs = rng.standard_normal((200, 10)) * 0.3 + groups[:, None] * np.eye(10)[0] * 20.0
+    bridge = np.linspace(0, 20, 40)[:, None] * np.eye(10)[0]
+    result = laplacian_eigenmap(np.vstack([blobs, bridge]), neighbours=8, components=2)
+    assert result.components_connected == 1
+    assert 0 < result.eigenvalues[0] <= result.eigenvalues[1]  # connected: no second zero
+    fiedler = result.embedding[:200, 0]
+    assert len(set(np.sign(fiedler[groups == 0]))) == 1 and len(set(np.sign(fiedler[groups == 1]))) == 1
+    assert np.sign(fiedler[0]) != np.sign(fiedler[-1])
+    assert result.embedding.shape == (240, 2)
+
+
+def test_eigenmaps_of_a_disconnected_graph_report_the_components():
+    """Two components give a second zero eigenvalue, and its eigenvector (D^-1/2 u) is
+    constant on each component, whichever basis of the null space the solver returns."""
+    rng = np.random.default_rng(6)
+    groups = np.repeat([0, 1], 100)
+    result = laplacian_eigenmap(rng.standard_normal((200, 10)) * 0.3 + groups[:, None] * 20.0, neighbours=8,
+                                components=2)  # fmt: skip
     assert result.components_connected == 2
-    assert result.eigenvalues[0] == pytest.approx(0.0, abs=1e-6)  # the second zero: two components
-    first = result.embedding[:, 0]
-    assert (np.sign(first[groups == 0]) != np.sign(first[groups == 1][0])).all()  # one sign per group
-    assert result.embedding.shape == (200, 2)
+    assert result.eigenvalues[0] == pytest.approx(0.0, abs=1e-6)
+    null_vector = result.embedding[:, 0]
+    for g in (0, 1):
+        assert np.ptp(null_vector[groups == g]) < 1e-3 * np.abs(null_vector).max()
 
 
 def test_knn_graph_is_symmetric_with_weights_in_0_1():
