@@ -7,7 +7,7 @@ import torch
 from lfr_report.data import Augment, AugmentParams, load_dataset
 from lfr_report.models import Projector, build_encoder
 from lfr_report.ssl import VICRegLoss
-from lfr_report.ssl.train import fit
+from lfr_report.ssl.train import fit, on_device_if_fits, train_step
 
 DEVICE = torch.device("cpu")
 
@@ -64,3 +64,24 @@ def test_checkpoint_write_is_atomic(tmp_path):
     _fit(1, checkpoint)
     assert checkpoint.is_file() and not (tmp_path / "ck.pt.tmp").exists()
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
+
+
+def test_amp_is_a_no_op_on_the_cpu_and_the_step_lowers_the_loss():
+    """``amp`` only changes CUDA runs; on the CPU both settings take the identical step."""
+    states = []
+    for amp in (False, True):
+        data, _, augment, encoder, projector, optimizer = _setup()
+        g = torch.Generator().manual_seed(0)
+        view_a, view_b = augment(data.images[:64], g), augment(data.images[:64], g)
+        losses = [
+            train_step(encoder, projector, VICRegLoss(), optimizer, view_a, view_b, amp).loss.item() for _ in range(5)
+        ]
+        assert losses[-1] < losses[0]
+        states.append(encoder.state_dict())
+    for a, b in zip(*states, strict=True):
+        torch.testing.assert_close(states[0][a], states[1][b])
+
+
+def test_data_stays_where_it_is_on_the_cpu():
+    images = torch.zeros(10, 1, 4, 4, dtype=torch.uint8)
+    assert on_device_if_fits(images, DEVICE) is images

@@ -19,6 +19,7 @@ The default parameters are the course's CIFAR-10 pipeline for the VICReg exercis
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -28,7 +29,18 @@ import torch.nn.functional as F
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale uses.
 _LUMA = (0.299, 0.587, 0.114)
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+_CONSTANTS = {
+    "luma": torch.tensor(_LUMA).view(1, 3, 1, 1),
+    "rgb_to_yiq": _RGB_TO_YIQ,
+    "yiq_to_rgb": torch.linalg.inv(_RGB_TO_YIQ),
+}
+
+
+@functools.cache
+def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A constant of this module, copied to ``device`` once rather than once per batch
+    (on a GPU each such copy would be a host-to-device transfer in the training loop)."""
+    return _CONSTANTS[name].to(device, dtype)
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class Augment:
         self.params = params
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self._stats: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``images`` and normalise them with the dataset's mean and std."""
@@ -79,7 +92,11 @@ class Augment:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Standardise a float batch in [0, 1] with the dataset's per-channel mean and std."""
-        return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
+        key = (x.device, x.dtype)
+        if key not in self._stats:  # copied to the device once, not per batch
+            self._stats[key] = (self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype))
+        mean, std = self._stats[key]
+        return (x - mean) / std
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -135,8 +152,7 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Luma of an RGB batch, shape (B, 1, H, W); a one-channel batch is returned as is."""
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
+    return (x * _constant("luma", x.device, x.dtype)).sum(dim=1, keepdim=True)
 
 
 def color_jitter(
@@ -177,9 +193,7 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     rotation[:, 0, 0] = 1
     rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
     rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
-    to_yiq = _RGB_TO_YIQ.to(x.device, x.dtype)
-    from_yiq = _YIQ_TO_RGB.to(x.device, x.dtype)
-    matrix = from_yiq @ rotation @ to_yiq  # (B, 3, 3)
+    matrix = _constant("yiq_to_rgb", x.device, x.dtype) @ rotation @ _constant("rgb_to_yiq", x.device, x.dtype)
     return torch.einsum("bij,bjhw->bihw", matrix, x)
 
 

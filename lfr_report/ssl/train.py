@@ -57,6 +57,8 @@ def fit(
     log_every: int = 20,
     progress: bool = True,
     make_test_views: ViewMaker | None = None,
+    amp: bool = False,
+    compile: bool = False,
 ) -> FitResult:
     """Train ``encoder`` and ``projector`` on ``objective``; see the module docstring.
 
@@ -65,6 +67,8 @@ def fit(
     epoch is dropped: the variance and covariance terms need full batches.
     ``make_test_views`` makes the test set's views when they differ from the training
     ones (indices then refer to the test set); by default ``make_views`` serves both.
+    ``amp`` runs the networks under bf16 autocast on CUDA (see ``train_step``);
+    ``compile`` trains through ``torch.compile``d copies of both networks (same weights).
     """
     n = len(train_images)
     if n < batch_size:
@@ -91,6 +95,8 @@ def fit(
 
     names: tuple[str, ...] = ()
     test_terms: dict[str, float] = {}
+    train_encoder = torch.compile(encoder) if compile else encoder
+    train_projector = torch.compile(projector) if compile else projector
     for epoch in range(start_epoch, epochs):
         encoder.train()
         projector.train()
@@ -107,10 +113,7 @@ def fit(
             index = order[i * batch_size : (i + 1) * batch_size]
             batch = train_images[index.to(train_images.device)].to(device, non_blocking=True)
             view_a, view_b = make_views(batch, index, generator)
-            terms = objective(projector(encoder(view_a)), projector(encoder(view_b)))
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
+            terms = train_step(train_encoder, train_projector, objective, optimizer, view_a, view_b, amp)
             names = terms._fields
             pending.append(torch.stack([t.detach().float() for t in terms]))
             if len(pending) == log_every or i == steps_per_epoch - 1:
@@ -146,6 +149,33 @@ def fit(
     )
 
 
+def train_step(
+    encoder: nn.Module,
+    projector: nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    view_a: Tensor,
+    view_b: Tensor,
+    amp: bool = False,
+) -> NamedTuple:
+    """One optimiser step on a pair of view batches; returns the objective's terms (on the device).
+
+    With ``amp`` on a CUDA device the two forward passes run under bf16 autocast
+    (convolutions and matrix products on the tensor cores; bf16 has float32's range, so
+    no loss scaling is needed), while the objective itself is computed in float32: its
+    variance and covariance terms are sums over the batch that bf16 would round away.
+    """
+    cuda_amp = amp and view_a.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda_amp):
+        z_a = projector(encoder(view_a))
+        z_b = projector(encoder(view_b))
+    terms = objective(z_a.float(), z_b.float())
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    optimizer.step()
+    return terms
+
+
 @torch.no_grad()
 def evaluate_objective(
     encoder: nn.Module,
@@ -179,6 +209,17 @@ def evaluate_objective(
         sums = row if sums is None else sums + row
     assert sums is not None
     return dict(zip(names, (sums / batches).cpu().tolist(), strict=True))
+
+
+def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:
+    """``images`` moved to a CUDA ``device`` when they take at most ``budget`` of its free
+    memory (CIFAR-10's 50,000 uint8 images take 150 MB), so batches are sliced on the GPU
+    with no host-to-device copy per step; otherwise, and on the CPU, returned as they are."""
+    if device.type != "cuda" or images.device == device:
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    size = images.numel() * images.element_size()
+    return images.to(device) if size <= budget * free else images
 
 
 def _save_atomic(obj: object, path: Path) -> None:

@@ -72,5 +72,7 @@ def begin_run(run, seed: int, device: str) -> torch.device:
     record in the run's info the device, the git commit and the torch version."""
     seed_everything(seed)
     resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     run.info.update(device=describe_device(resolved), git_commit=git_commit(), torch=str(torch.__version__))
     return resolved
