@@ -10,7 +10,7 @@ SCALE ?= default
 REPORTS ?= vicreg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-slow lint format clean-reports
+.PHONY: help setup system-deps data report test test-slow bench lint format clean-reports
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,13 +38,18 @@ test: setup ## fast tests (smoke scale, tiny data)
 test-slow: setup ## the slow tests too (default-scale training)
 	$(PY) -m pytest -q -m "slow or not slow"
 
+bench: setup data ## time a VICReg training step against lightly's pipeline (CPU, minutes; see benchmarks/RESULTS.md)
+	$(PY) benchmarks/bench_vicreg.py --json benchmarks/out/vicreg-cpu.json $(BENCH_ARGS)
+
+CODE := lfr_report experiments tests benchmarks
+
 lint: setup ## ruff checks and formatting check
-	$(VENV)/bin/ruff check lfr_report experiments tests
-	$(VENV)/bin/ruff format --check lfr_report experiments tests
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 format: setup ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix lfr_report experiments tests
-	$(VENV)/bin/ruff format lfr_report experiments tests
+	$(VENV)/bin/ruff check --fix $(CODE)
+	$(VENV)/bin/ruff format $(CODE)
 
 clean-reports: ## delete the built PDFs (runs are kept)
 	rm -rf reports
