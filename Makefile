@@ -4,13 +4,23 @@
 
 PYTHON ?= python3
 VENV := .venv
+ifdef LFR_SYSTEM_PYTHON
+# Inside the Docker image: the package is installed into the image's Python, no .venv.
+PY := $(PYTHON)
+BIN :=
+STAMP :=
+else
 PY := $(VENV)/bin/python
+BIN := $(VENV)/bin/
 STAMP := $(VENV)/.installed
+endif
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SCALE ?= default
 REPORTS ?= vicreg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-slow bench lint format clean-reports
+.PHONY: help setup system-deps data report test test-slow test-stack bench lint lint-docker format clean-reports \
+	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -22,7 +32,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 system-deps: ## install the Debian packages WeasyPrint needs (only those missing)
-	@bash scripts/system-deps.sh
+	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh
 
 setup: system-deps $(STAMP) ## system packages and the virtual environment
 
@@ -32,7 +42,7 @@ data: setup ## get the offline datasets the reports use
 report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
 	@for name in $(REPORTS); do $(PY) -m lfr_report report $$name --scale $(SCALE) || exit 1; done
 
-test: setup ## fast tests (smoke scale, tiny data)
+test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol tests on a local server)
 	$(PY) -m pytest -q
 
 test-slow: setup ## the slow tests too (default-scale training)
@@ -43,13 +53,41 @@ bench: setup data ## time a VICReg training step against lightly's pipeline (CPU
 
 CODE := lfr_report experiments tests benchmarks
 
-lint: setup ## ruff checks and formatting check
-	$(VENV)/bin/ruff check $(CODE)
-	$(VENV)/bin/ruff format --check $(CODE)
+lint: setup lint-docker ## ruff checks and formatting check, Dockerfiles and the compose file
+	$(BIN)ruff check $(CODE)
+	$(BIN)ruff format --check $(CODE)
+
+lint-docker: setup ## hadolint on the Dockerfiles, `docker-compose config -q` on the compose file
+	$(BIN)hadolint --failure-threshold info Dockerfile docker/omniboard.Dockerfile
+	@bash scripts/system-deps.sh docker-compose
+	docker-compose --env-file .env.example config -q
+	@echo "Dockerfiles and docker-compose.yml: ok"
 
 format: setup ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix $(CODE)
-	$(VENV)/bin/ruff format $(CODE)
+	$(BIN)ruff check --fix $(CODE)
+	$(BIN)ruff format $(CODE)
+
+.env:
+	@echo "error: no .env: copy .env.example to .env and choose a password (cp .env.example .env)" >&2; exit 1
+
+stack-up: .env ## start MongoDB and Omniboard (Docker), bound to 127.0.0.1
+	$(COMPOSE) up -d --build mongo omniboard
+	@$(MAKE) -s omniboard
+
+stack-down: ## stop the stack (the MongoDB volume and its runs stay)
+	$(COMPOSE) down
+
+omniboard: ## print Omniboard's URL and the LFR_MONGO_URL that records runs into the stack
+	@set -a; . ./.env; set +a; \
+	echo "Omniboard: http://$${LFR_BIND:-127.0.0.1}:$${OMNIBOARD_PORT:-9000}"; \
+	echo "record runs there: export LFR_MONGO_URL=mongodb://$$MONGO_ROOT_USER:<password>@$${LFR_BIND:-127.0.0.1}:$${MONGO_PORT:-27017}/$${MONGO_DB:-lfr}?authSource=admin"
+
+omniboard-local: setup ## no Docker: a local MongoDB-compatible server with runs/ copied in, and Omniboard on it
+	$(PY) -m lfr_report.tracking.local_stack
+
+test-stack: setup ## the Omniboard browser test (installs Chromium and Omniboard first)
+	@bash scripts/system-deps.sh chromium
+	$(PY) -m pytest -q -m omniboard
 
 clean-reports: ## delete the built PDFs (runs are kept)
 	rm -rf reports

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages the project needs at run time, only those missing:
-# WeasyPrint's Pango and HarfBuzz libraries and a font. As root it runs apt-get;
-# otherwise it uses sudo, or prints the command to run.
+# Install Debian packages, only those missing: by default what the project needs at run
+# time (WeasyPrint's Pango and HarfBuzz libraries and a font), or the packages named as
+# arguments (docker-compose for `make lint`, chromium for `make test-stack`). As root it
+# runs apt-get; otherwise it uses sudo, or prints the command to run.
 set -euo pipefail
 packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
+[ $# -gt 0 ] && packages=("$@")
 if ! command -v dpkg-query >/dev/null; then
-  echo "note: not a Debian-based system; install Pango, HarfBuzz and the DejaVu fonts for WeasyPrint yourself" >&2
+  echo "note: not a Debian-based system; install these yourself: ${packages[*]}" >&2
   exit 0
 fi
 missing=()
@@ -14,7 +16,7 @@ for p in "${packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
-  echo "error: missing system packages (${missing[*]}) and no apt-get: install Pango, HarfBuzz and a font for WeasyPrint" >&2
+  echo "error: missing system packages (${missing[*]}) and no apt-get: install them yourself" >&2
   exit 1
 fi
 sudo=""

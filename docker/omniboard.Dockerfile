@@ -1,0 +1,7 @@
+# Omniboard, the web UI over Sacred's MongoDB runs, at a pinned version.
+FROM node:20.19-bookworm-slim
+RUN npm install --global --no-audit --no-fund omniboard@2.16.1 && npm cache clean --force
+USER 1000:1000
+EXPOSE 9000
+# MONGO_URI (with credentials) comes from docker-compose.yml.
+ENTRYPOINT ["sh", "-c", "exec omniboard --mu \"$MONGO_URI\""]
