@@ -2,7 +2,9 @@
 
     lfr report vicreg [--scale default] [--out reports/vicreg.pdf]
     lfr data list | lfr data get NAME [NAME ...]
-    lfr runs [--experiment vicreg] [--status COMPLETED]
+    lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
+    lfr runs show ID
+    lfr runs copy [--from runs] [--to mongodb://...] [--renumber]
 
 Errors in the user's input or environment print one line and exit 1.
 """
@@ -10,9 +12,11 @@ Errors in the user's input or environment print one line and exit 1.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lfr_report.errors import LfrError
 
@@ -43,19 +47,89 @@ def _data(args: argparse.Namespace) -> None:
         print(f"{name}: ready, read from {get(name)}")
 
 
+def _config_filter(pairs: list[str]) -> dict[str, Any]:
+    """``["data.name=mnist", "epochs=5"]`` -> ``{"data.name": "mnist", "epochs": 5}`` (values parsed as JSON when they can be)."""
+    wanted: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LfrError(f"--config takes KEY=VALUE (for example data.name=fashion_mnist), got {pair!r}")
+        try:
+            wanted[key] = json.loads(value)
+        except ValueError:
+            wanted[key] = value
+    return wanted
+
+
+def _last(metric) -> str:
+    return f"{metric.values[-1]:.4g}" if metric and metric.values else "-"
+
+
 def _runs(args: argparse.Namespace) -> None:
     from lfr_report.tracking import open_store
 
     store = open_store()
-    found = store.find(args.experiment, args.status)
+    found = store.find(args.experiment, args.status, _config_filter(args.config) or None, args.tag)
     if not found:
-        print(f"no runs in {store.location}")
+        print(f"no matching runs in {store.location}")
         return
-    print(f"{'id':>5}  {'experiment':12s} {'status':11s} {'scale':8s} {'dataset':14s} {'started':19s}  result")
+    columns = args.metric or []
+    header = f"{'id':>5}  {'experiment':12s} {'status':11s} {'scale':8s} {'dataset':14s} {'started':19s}"
+    print(header + "".join(f"  {name:>{max(len(name), 8)}s}" for name in columns) + ("  result" if not columns else ""))
     for run in found:
-        result = ", ".join(f"{k}={v:.4f}" for k, v in (run.result or {}).items() if isinstance(v, float))
-        print(f"{run.id:>5}  {run.experiment:12s} {run.status:11s} {run.config.get('scale', ''):8s} "
-              f"{run.config.get('data', {}).get('name', ''):14s} {(run.start_time or '')[:19]:19s}  {result}")  # fmt: skip
+        line = (f"{run.id:>5}  {run.experiment:12s} {run.status:11s} {run.config.get('scale', '')!s:8s} "
+                f"{run.config.get('data', {}).get('name', '')!s:14s} {(run.start_time or '')[:19]:19s}")  # fmt: skip
+        if columns:
+            metrics = store.metrics(run.id)
+            line += "".join(f"  {_last(metrics.get(name)):>{max(len(name), 8)}s}" for name in columns)
+        else:
+            result = run.result if isinstance(run.result, dict) else {}
+            line += "  " + ", ".join(f"{k}={v:.4f}" for k, v in result.items() if isinstance(v, float))
+        print(line.rstrip())
+    print(f"{len(found)} run(s) in {store.location}")
+
+
+def _runs_show(args: argparse.Namespace) -> None:
+    from lfr_report.tracking import open_store
+
+    store = open_store()
+    run = store.get(args.id)
+    print(f"run {run.id}: {run.experiment}, {run.status}, started {run.start_time}, commit {run.commit}")
+    print(
+        f"device {run.info.get('device', '?')}; tags {', '.join(run.tags) or '-'}; artifacts {', '.join(run.artifacts) or '-'}"
+    )
+    metrics = store.metrics(run.id)
+    if not metrics:
+        print("no metrics")
+        return
+    print(f"{'metric':36s} {'points':>7s} {'first':>10s} {'last':>10s} {'min':>10s} {'max':>10s}")
+    for name in sorted(metrics):
+        values = metrics[name].values
+        print(
+            f"{name:36s} {len(values):7d} {values[0]:10.4g} {values[-1]:10.4g} {min(values):10.4g} {max(values):10.4g}"
+        )
+
+
+def _runs_copy(args: argparse.Namespace) -> None:
+    import os
+
+    from lfr_report.tracking.store import runs_dir, store_at
+    from lfr_report.tracking.transfer import copy_runs
+
+    target = args.to or os.environ.get("LFR_MONGO_URL")
+    if not target:
+        raise LfrError("say where to copy: --to mongodb://HOST:PORT/DB (or set LFR_MONGO_URL), or --to DIR")
+    source, destination = store_at(args.source or runs_dir()), store_at(target)
+    if source.location == destination.location:
+        raise LfrError(f"--from and --to are the same store ({source.location})")
+    result = copy_runs(source, destination, args.ids, args.experiment, args.status, args.renumber)
+    for old, new in result.copied:
+        print(f"copied run {old}" + (f" as {new}" if new != old else ""))
+    print(f"{len(result.copied)} copied, {len(result.already_there)} already there, "
+          f"{len(result.conflicts)} conflicting: {source.location} -> {destination.location}")  # fmt: skip
+    if result.conflicts:
+        raise LfrError(f"runs {', '.join(result.conflicts)}: the target holds other runs with these ids; "
+                       "copy them with new ids with --renumber")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,10 +153,33 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("names", nargs="*", help="datasets to get (fashion_mnist, mnist, cifar10, stl10)")
     data.set_defaults(func=_data)
 
-    runs = sub.add_parser("runs", help="list recorded runs, newest first")
+    runs = sub.add_parser("runs", help="list, inspect and copy recorded runs (newest first)",
+                          description="List runs of the run store ($LFR_MONGO_URL, else $LFR_RUNS_DIR or runs/) "
+                                      "with filters; `show ID` prints a run's metrics; `copy` moves runs between "
+                                      "the file store and MongoDB.")  # fmt: skip
     runs.add_argument("--experiment", help="only this experiment (e.g. vicreg)")
     runs.add_argument("--status", help="only this status (COMPLETED, FAILED, RUNNING, INTERRUPTED)")
+    runs.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="only runs with this config value, dotted keys for ingredients (data.name=mnist); repeatable")  # fmt: skip
+    runs.add_argument("--tag", action="append", default=[], help="only runs with this (Omniboard) tag; repeatable")
+    runs.add_argument("--metric", action="append", metavar="NAME",
+                      help="add a column with the last value of this metric; repeatable")  # fmt: skip
     runs.set_defaults(func=_runs)
+    runs_sub = runs.add_subparsers(dest="runs_command")
+    show = runs_sub.add_parser("show", help="one run: where it ran and a table of its metrics")
+    show.add_argument("id")
+    show.set_defaults(func=_runs_show)
+    copy = runs_sub.add_parser("copy", help="copy runs between the file store and MongoDB, keeping ids (idempotent)")
+    copy.add_argument("ids", nargs="*", help="only these run ids (default: every run that is not RUNNING)")
+    copy.add_argument(
+        "--from", dest="source", help="a runs directory or a mongodb:// URL (default: $LFR_RUNS_DIR or runs/)"
+    )
+    copy.add_argument("--to", help="a runs directory or a mongodb:// URL (default: $LFR_MONGO_URL)")
+    copy.add_argument("--experiment", help="only runs of this experiment")
+    copy.add_argument("--status", help="only runs with this status")
+    copy.add_argument("--renumber", action="store_true",
+                      help="give runs whose id the target already uses for another run the next free id")  # fmt: skip
+    copy.set_defaults(func=_runs_copy)
     return p
 
 
@@ -96,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return 0
     return 0
 
 

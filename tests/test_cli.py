@@ -28,7 +28,7 @@ def test_data_list_shows_present_and_missing(capsys):
 
 def test_runs_lists_the_store(smoke_runs, isolated, capsys):
     assert cli.main(["runs"]) == 0
-    assert "no runs in" in capsys.readouterr().out
+    assert "no matching runs in" in capsys.readouterr().out
     shutil.rmtree(isolated / "runs")
     shutil.copytree(smoke_runs, isolated / "runs")
     assert cli.main(["runs", "--experiment", "vicreg", "--status", "COMPLETED"]) == 0

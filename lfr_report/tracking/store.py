@@ -41,6 +41,7 @@ class Run:
     host: dict[str, Any] = field(default_factory=dict)
     repositories: tuple[dict[str, Any], ...] = ()  # Sacred's git records: url, commit, dirty
     artifacts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # Omniboard's tags (kept in the run entry's "omniboard" field)
 
     @property
     def commit(self) -> str | None:
@@ -109,12 +110,16 @@ class RunStore(ABC):
         experiment: str | None = None,
         status: str | None = None,
         config: Mapping[str, Any] | None = None,
+        tags: tuple[str, ...] | list[str] = (),
     ) -> list[Run]:
-        """Runs that match, newest first. ``config`` matches by (dotted) key, see ``config_matches``."""
+        """Runs that match, newest first. ``config`` matches by (dotted) key, see ``config_matches``;
+        a run matches ``tags`` when it has all of them. ``lfr runs`` and the reports both query here."""
         found = [
             run
             for run in self.runs(experiment)
-            if (status is None or run.status == status) and (config is None or config_matches(run.config, config))
+            if (status is None or run.status == status)
+            and (config is None or config_matches(run.config, config))
+            and set(tags) <= set(run.tags)
         ]
         return sorted(found, key=lambda run: (run.start_time or "", _numeric(run.id)), reverse=True)
 
@@ -122,6 +127,10 @@ class RunStore(ABC):
         """The newest COMPLETED run of ``experiment`` whose config matches, or None."""
         found = self.find(experiment, "COMPLETED", config)
         return found[0] if found else None
+
+
+def _tags(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple((entry.get("omniboard") or {}).get("tags") or ())
 
 
 def _numeric(run_id: str) -> int:
@@ -167,6 +176,7 @@ class FileRunStore(RunStore):
                     host=entry.get("host", {}),
                     repositories=tuple(entry.get("experiment", {}).get("repositories", [])),
                     artifacts=tuple(entry.get("artifacts", [])),
+                    tags=_tags(entry),
                 )
             )
         return found
@@ -205,13 +215,15 @@ class MongoRunStore(RunStore):
             experiment=experiment.get("name", ""),
             status=doc.get("status", "UNKNOWN"),
             config=doc.get("config", {}),
-            info=doc.get("info", {}) or {},
+            # MongoObserver keeps links to the metrics documents in info.metrics: not the run's own info.
+            info={k: v for k, v in (doc.get("info") or {}).items() if k != "metrics"},
             result=doc.get("result"),
             start_time=_iso(doc.get("start_time")),
             stop_time=_iso(doc.get("stop_time")),
             host=doc.get("host", {}),
             repositories=tuple(experiment.get("repositories", [])),
             artifacts=tuple(a["name"] for a in doc.get("artifacts", [])),
+            tags=_tags(doc),
         )
 
     def runs(self, experiment: str | None = None) -> list[Run]:
@@ -262,11 +274,18 @@ def connect_mongo(url: str, db_name: str | None = None) -> tuple[Any, Any]:
     ``$LFR_MONGO_DB``, else ``lfr``.
     """
     import pymongo
-    from pymongo.errors import PyMongoError
+    from pymongo.errors import OperationFailure, PyMongoError
 
     try:
         client = pymongo.MongoClient(url, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
         client.admin.command("ping")
+    except OperationFailure as exc:
+        if exc.code == 18 or "auth" in str(exc).lower():  # 18: AuthenticationFailed
+            raise StoreError(
+                f"MongoDB at {redact_url(url)} rejected the user name or password; fix them in LFR_MONGO_URL "
+                "(the stack's are in .env; add ?authSource=admin for its root user)"
+            ) from None
+        raise StoreError(f"MongoDB at {redact_url(url)} refused the connection check: {exc}") from None
     except (PyMongoError, ValueError) as exc:
         raise StoreError(
             f"cannot reach MongoDB at {redact_url(url)} ({exc.__class__.__name__}); start it with `make stack-up`, "
@@ -279,6 +298,14 @@ def connect_mongo(url: str, db_name: str | None = None) -> tuple[Any, Any]:
 def runs_dir() -> Path:
     """Where the file store lives: ``$LFR_RUNS_DIR``, default ``runs``."""
     return Path(os.environ.get("LFR_RUNS_DIR", "runs"))
+
+
+def store_at(location: str | Path) -> RunStore:
+    """A store by location: a ``mongodb://`` (or ``mongodb+srv://``) URL, else a file-store directory."""
+    text = str(location)
+    if text.startswith(("mongodb://", "mongodb+srv://")):
+        return MongoRunStore.from_url(text)
+    return FileRunStore(text)
 
 
 def open_store() -> RunStore:
