@@ -23,6 +23,10 @@ matches it; the id it finds is written into ``encoder_run`` before the run start
 
 from __future__ import annotations
 
+# isort: off
+import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
+
+# isort: on
 from pathlib import Path
 
 import numpy as np

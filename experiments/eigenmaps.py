@@ -17,6 +17,10 @@ Metrics: ``probe_test_accuracy``, ``probe_train_accuracy``. Artifacts: ``eigenma
 
 from __future__ import annotations
 
+# isort: off
+import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
+
+# isort: on
 from pathlib import Path
 
 import numpy as np

@@ -17,6 +17,10 @@ A killed run leaves a checkpoint; the same command resumes it from its last epoc
 
 from __future__ import annotations
 
+# isort: off
+import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
+
+# isort: on
 import hashlib
 import json
 import os

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from pypdf import PdfReader
+from helpers import pdf_text
 
 from lfr_report.report import render, vicreg
 
@@ -18,12 +18,6 @@ QUESTIONS = (
 )  # fmt: skip
 
 
-def _pdf_text(path) -> tuple[int, str]:
-    """Page count and the text, whitespace collapsed (extraction breaks lines anywhere)."""
-    reader = PdfReader(str(path))
-    return len(reader.pages), " ".join(" ".join(page.extract_text() for page in reader.pages).split())
-
-
 @pytest.fixture
 def built(smoke_store, isolated):
     out = vicreg.build(smoke_store, "smoke", isolated / "reports" / "vicreg.pdf")
@@ -32,7 +26,7 @@ def built(smoke_store, isolated):
 
 def test_every_question_is_answered_in_order_within_the_page_limit(built):
     _, out = built
-    pages, text = _pdf_text(out)
+    pages, text = pdf_text(out)
     assert 1 < pages <= 16
     positions = [text.index(q) for q in QUESTIONS]
     assert positions == sorted(positions)
@@ -43,7 +37,7 @@ def test_every_question_is_answered_in_order_within_the_page_limit(built):
 
 def test_numbers_and_run_ids_in_the_pdf_come_from_the_runs(built):
     store, out = built
-    _, text = _pdf_text(out)
+    _, text = pdf_text(out)
     runs = vicreg.gather_runs(store, "smoke")
     sources = " ".join(re.findall(r"\[runs? [^\]]*\]", text))
     for run, _role in runs.roles():
@@ -63,7 +57,7 @@ def test_user_notes_are_placed_under_their_question(smoke_store, isolated, monke
     (notes / "q4.md").write_text("Without the hinge the **embedding collapses** onto a line.\n")
     monkeypatch.setenv("LFR_NOTES_DIR", str(isolated / "notes"))
     out = vicreg.build(smoke_store, "smoke", isolated / "r.pdf")
-    _, text = _pdf_text(out)
+    _, text = pdf_text(out)
     q4, q5 = text.index("Q4: Ablation 1"), text.index("Q5: Ablation 2")
     assert q4 < text.index("embedding collapses") < q5
     assert "No discussion yet: write it in" in text and "q5.md" in text
@@ -72,9 +66,9 @@ def test_user_notes_are_placed_under_their_question(smoke_store, isolated, monke
 def test_rebuild_reuses_every_run_and_gives_the_same_numbers(built, isolated):
     store, out = built
     before = sorted(run.id for run in store.runs())
-    _, first = _pdf_text(out)
+    _, first = pdf_text(out)
     vicreg.build(store, "smoke", out)
-    _, second = _pdf_text(out)
+    _, second = pdf_text(out)
     assert sorted(run.id for run in store.runs()) == before
 
     def numbers(text: str) -> list[str]:

@@ -10,29 +10,17 @@ import gridfs
 import mongomock
 import mongomock.gridfs
 import pytest
+from helpers import assert_same_runs
 
 from lfr_report.cli import main as lfr
 from lfr_report.tracking.store import FileRunStore, MongoRunStore
-from lfr_report.tracking.transfer import copy_runs, signature
+from lfr_report.tracking.transfer import copy_runs
 
 
 @pytest.fixture
 def mongo_store() -> MongoRunStore:
     mongomock.gridfs.enable_gridfs_integration()
     return MongoRunStore(mongomock.MongoClient().lfr)
-
-
-def assert_same_runs(a, b) -> None:
-    """Every run of ``a`` is in ``b`` under the same id, with the same record, metrics and artifacts."""
-    assert sorted(r.id for r in a.runs()) == sorted(r.id for r in b.runs())
-    for run in a.runs():
-        copy = b.get(run.id)
-        assert (copy.experiment, copy.status, copy.config, copy.result) == (run.experiment, run.status, run.config, run.result)
-        assert copy.info == run.info and copy.commit == run.commit and signature(copy) == signature(run)
-        assert copy.artifacts == run.artifacts
-        for name in run.artifacts:
-            assert b.artifact(run.id, name) == a.artifact(run.id, name)
-        assert b.metrics(run.id) == a.metrics(run.id)
 
 
 def test_file_store_to_mongo_and_back_keeps_everything(smoke_runs, mongo_store, tmp_path):
@@ -50,7 +38,9 @@ def test_file_store_to_mongo_and_back_keeps_everything(smoke_runs, mongo_store, 
     copied = json.loads((back.root / run.id / "run.json").read_text())
     assert copied["experiment"]["name"] == original["experiment"]["name"]
     [(name, stored)] = [s for s in copied["experiment"]["sources"] if s[0].endswith(".py")][:1]
-    assert (back.root / stored).read_bytes() == (smoke_runs / dict(original["experiment"]["sources"])[name]).read_bytes()
+    assert (back.root / stored).read_bytes() == (
+        smoke_runs / dict(original["experiment"]["sources"])[name]
+    ).read_bytes()
 
 
 def test_mongo_copy_is_what_omniboard_reads(smoke_runs, mongo_store):

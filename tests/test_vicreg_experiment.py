@@ -43,7 +43,7 @@ def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
 
 
 def _cli(*args: str, env_extra: dict | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, SCRIPT, *args],
         capture_output=True,

@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     from lfr_report.tracking.store import FileRunStore, MongoRunStore, runs_dir
     from lfr_report.tracking.transfer import copy_runs
 
-    parser = argparse.ArgumentParser(prog="python -m lfr_report.tracking.local_stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lfr_report.tracking.local_stack", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--mongo-port", type=int, default=27018, help="SecantusDB's port (default: %(default)s)")
     parser.add_argument("--port", type=int, default=9000, help="Omniboard's port (default: %(default)s)")
     parser.add_argument("--db", default="lfr", help="database name (default: %(default)s)")

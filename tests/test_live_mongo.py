@@ -1,0 +1,144 @@
+"""The MongoDB path over the wire, against a live server: SecantusDB (a MongoDB-wire-
+compatible server from PyPI) started on 127.0.0.1 for the session, or a real MongoDB
+when ``LFR_TEST_MONGO_URL`` names one (each test then uses a database of its own).
+
+Real experiment runs are recorded by Sacred's MongoObserver, copied both ways, and the
+VICReg report built from them must carry the same numbers as the one built from the
+file store.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from helpers import assert_same_runs, report_numbers
+
+from lfr_report.report import vicreg
+from lfr_report.tracking.artifacts import read_encoder
+from lfr_report.tracking.local_stack import free_port, start_local_mongo, stop
+from lfr_report.tracking.store import FileRunStore, MongoRunStore, connect_mongo
+from lfr_report.tracking.transfer import copy_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _with_db(url: str, db: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> str:
+    """A MongoDB URL without a database: the real server's, or a SecantusDB started here."""
+    given = os.environ.get("LFR_TEST_MONGO_URL")
+    if given:
+        yield given
+        return
+    try:
+        process = start_local_mongo(free_port(), tmp_path_factory.mktemp("secantus"))
+    except Exception as exc:  # not installed, or it would not start: say why in the skip line
+        pytest.skip(f"no live MongoDB-compatible server: {exc}")
+    port = process.args[process.args.index("--port") + 1]
+    yield f"mongodb://127.0.0.1:{port}"
+    stop(process)
+
+
+@pytest.fixture
+def mongo_url(server):
+    """A fresh database on the live server, dropped afterwards."""
+    name = f"lfr_test_{uuid.uuid4().hex[:8]}"
+    url = _with_db(server, name)
+    yield url
+    client, db = connect_mongo(url)
+    client.drop_database(db.name)
+
+
+def _experiment(script: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=cwd,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_experiment_records_metrics_and_artifacts_over_the_wire(mongo_url, isolated):
+    done = _experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": mongo_url}, cwd=isolated)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = MongoRunStore.from_url(mongo_url)
+    [run] = store.find("vicreg", "COMPLETED")
+    assert f"MongoDB database '{store.db.name}', run {run.id}" in done.stdout
+    assert run.config["scale"] == "smoke" and run.info["device"].startswith("cpu")
+    metrics = store.metrics(run.id)
+    assert metrics["train_loss"].steps == list(range(8)) and 0 <= metrics["probe_test_accuracy"].values[-1] <= 1
+    encoder, arch = read_encoder(store, run.id)
+    assert arch["dim"] == 16 and sum(p.numel() for p in encoder.parameters()) > 0
+    doc = store.db.runs.find_one({"_id": int(run.id)})
+    assert {link["name"] for link in doc["info"]["metrics"]} == set(metrics)  # what Omniboard follows
+    assert not list((isolated / "runs").iterdir())  # nothing went to the file store
+
+
+def test_report_from_runs_over_the_wire_and_copied_runs_matches_the_file_store(smoke_store, mongo_url, isolated,
+                                                                                 monkeypatch):  # fmt: skip
+    from_files = vicreg.build(smoke_store, "smoke", isolated / "reports" / "files.pdf")
+    numbers = report_numbers(from_files)
+    assert len(numbers) > 30
+
+    # Every run the report needs, recorded by MongoObserver over the wire.
+    monkeypatch.setenv("LFR_MONGO_URL", mongo_url)
+    wire = MongoRunStore.from_url(mongo_url)
+    from_wire = vicreg.build(wire, "smoke", isolated / "reports" / "wire.pdf")
+    assert len(wire.find(status="COMPLETED")) == 10
+    assert report_numbers(from_wire) == numbers
+
+    # The file store's runs copied in (ids kept), and the report from them.
+    copied_url = mongo_url + "_copy"
+    copied = MongoRunStore.from_url(copied_url)
+    try:
+        assert len(copy_runs(smoke_store, copied).copied) == 10
+        assert_same_runs(smoke_store, copied)
+        from_copies = vicreg.build(copied, "smoke", isolated / "reports" / "copied.pdf")
+        assert report_numbers(from_copies) == numbers
+        # ... and back: the wire runs into a file store, whole, and a second copy adds nothing.
+        back = FileRunStore(isolated / "back")
+        assert len(copy_runs(wire, back).copied) == 10
+        assert_same_runs(wire, back)
+        assert copy_runs(wire, back).copied == []
+    finally:
+        copied.db.client.drop_database(copied.db.name)
+
+
+def test_unknown_host_and_wrong_password_fail_fast_before_training(server, isolated, tmp_path):
+    """Nothing listening, or credentials the server rejects: one line, exit 1, in under 10 s, no run."""
+    if os.environ.get("LFR_TEST_MONGO_URL"):
+        parts = urlsplit(os.environ["LFR_TEST_MONGO_URL"])
+        if parts.username is None:
+            pytest.skip("LFR_TEST_MONGO_URL has no credentials to get wrong")
+        bad = urlunsplit(
+            parts._replace(netloc=f"{parts.username}:wrong-password@{parts.hostname}:{parts.port or 27017}")
+        )
+        process = None
+    else:  # a second SecantusDB with a user and --auth
+        port, storage = free_port(), tmp_path / "auth"
+        process = start_local_mongo(port, storage)
+        connect_mongo(f"mongodb://127.0.0.1:{port}/admin")[0].admin.command("createUser", "lfr", pwd="right",
+                                                                           roles=["root"])  # fmt: skip
+        stop(process)
+        process = start_local_mongo(port, storage, auth=True)
+        bad = f"mongodb://lfr:wrong-password@127.0.0.1:{port}/lfr?authSource=admin"
+    try:
+        for url, message in ((bad, "rejected the user name or password"),
+                             (f"mongodb://127.0.0.1:{free_port()}/lfr", "cannot reach MongoDB")):  # fmt: skip
+            start = time.monotonic()
+            done = _experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": url}, cwd=isolated)
+            elapsed = time.monotonic() - start
+            assert done.returncode == 1 and elapsed < 10, (elapsed, done.stderr[-1000:])
+            line = done.stderr.strip()
+            assert line.startswith("error: ") and message in line and "\n" not in line
+            assert "wrong-password" not in line and "Started run" not in done.stderr
+        assert not list((isolated / "runs").iterdir())
+    finally:
+        stop(process)
