@@ -26,6 +26,9 @@ from lfr_report.errors import LfrError, StoreError
 
 OMNIBOARD_VERSION = "2.16.1"
 HOME = Path(".omniboard")
+# Metrics Omniboard's run list shows as columns (their last value), as its "+/- Metric Columns" would add them.
+HEADLINE_METRICS = ("probe_test_accuracy", "pixels_probe_test_accuracy", "anomaly_auc", "silhouette",
+                    "retrieval_nearest_same_class")  # fmt: skip
 
 
 def free_port() -> int:
@@ -110,6 +113,18 @@ def _wait(ready, process: subprocess.Popen, what: str, timeout: float = 30) -> N
     raise StoreError(f"{what} did not answer within {timeout:.0f} s")
 
 
+def ensure_metric_columns(db, metrics: tuple[str, ...] = HEADLINE_METRICS) -> list[str]:
+    """Add a column per metric (last value) to Omniboard's run list in ``db``, unless one of
+    that name exists (Omniboard keeps them in the ``omniboard.metric.columns`` collection)."""
+    columns = db["omniboard.metric.columns"]
+    added = []
+    for name in metrics:
+        if columns.count_documents({"name": name}) == 0:
+            columns.insert_one({"name": name, "metric_name": name, "extrema": "last", "lastn": 1})
+            added.append(name)
+    return added
+
+
 def stop(*processes: subprocess.Popen | None) -> None:
     for process in processes:
         if process is not None and process.poll() is None:
@@ -138,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         (HOME / "db").mkdir(parents=True, exist_ok=True)
         mongo = start_local_mongo(args.mongo_port, HOME / "db", log=HOME / "secantus.log")
         url = f"mongodb://127.0.0.1:{args.mongo_port}/{args.db}"
+        store = MongoRunStore.from_url(url)
         if not args.no_copy:
-            result = copy_runs(FileRunStore(runs_dir()), MongoRunStore.from_url(url), renumber=True)
+            result = copy_runs(FileRunStore(runs_dir()), store, renumber=True)
             print(f"{len(result.copied)} runs copied from {runs_dir()}, {len(result.already_there)} already there")
+        ensure_metric_columns(store.db)
         board = start_omniboard(url, args.port, log=HOME / "omniboard.log")
         print(f"Omniboard: http://127.0.0.1:{args.port}  (runs in {url}; Ctrl-C stops both)")
         print(f"record new runs there: export LFR_MONGO_URL={url}")
