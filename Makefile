@@ -77,9 +77,9 @@ stack-up: .env ## start MongoDB and Omniboard (Docker), bound to 127.0.0.1
 stack-down: ## stop the stack (the MongoDB volume and its runs stay)
 	$(COMPOSE) down
 
-omniboard: ## print Omniboard's URL and the LFR_MONGO_URL that records runs into the stack
+omniboard: .env ## print Omniboard's URL and the LFR_MONGO_URL that records runs into the stack
 	@set -a; . ./.env; set +a; \
-	echo "Omniboard: http://$${LFR_BIND:-127.0.0.1}:$${OMNIBOARD_PORT:-9000}"; \
+	echo "Omniboard: http://$${LFR_BIND:-127.0.0.1}:$${OMNIBOARD_PORT:-9000}/sacred"; \
 	echo "record runs there: export LFR_MONGO_URL=mongodb://$$MONGO_ROOT_USER:<password>@$${LFR_BIND:-127.0.0.1}:$${MONGO_PORT:-27017}/$${MONGO_DB:-lfr}?authSource=admin"
 
 omniboard-local: setup ## no Docker: a local MongoDB-compatible server with runs/ copied in, and Omniboard on it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-copy", action="store_true", help="do not copy the file store's runs in")
     args = parser.parse_args(argv)
     mongo = board = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the two servers too, as Ctrl-C does
     try:
         install_omniboard()
         (HOME / "db").mkdir(parents=True, exist_ok=True)
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(result.copied)} runs copied from {runs_dir()}, {len(result.already_there)} already there")
         ensure_metric_columns(store.db)
         board = start_omniboard(url, args.port, log=HOME / "omniboard.log")
-        print(f"Omniboard: http://127.0.0.1:{args.port}  (runs in {url}; Ctrl-C stops both)")
+        print(f"Omniboard: http://127.0.0.1:{args.port}/sacred  (runs in {url}; Ctrl-C stops both)")
         print(f"record new runs there: export LFR_MONGO_URL={url}")
         board.wait()
     except LfrError as exc:
