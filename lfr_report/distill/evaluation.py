@@ -1,0 +1,43 @@
+"""How good a distilled set D is, under the assignment's two protocols and against baselines.
+
+* protocol (a), the course's: the head trained jointly during distillation, on the
+  jointly trained features (``Distiller.course_accuracy``);
+* protocol (b), the honest bilevel one: retrain w from scratch on D alone, freeze it, fit a
+  linear probe on the real training set's features, report real test accuracy
+  (``retrained_accuracy``). The same function scores the baselines: a random real subset
+  of |D| images, the full real training set, and random untrained features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lfr_report.distill.inner import AEParams, features, init_params, reconstruction_error
+from lfr_report.distill.solvers import InnerSpec, Task, fit_inner
+from lfr_report.evaluate import linear_probe
+
+
+def probe_accuracy(w: AEParams, task: Task, seed: int = 0) -> float:
+    """Real test accuracy of a linear probe on the frozen features of ``w``."""
+    with torch.no_grad():
+        train, test = features(w, task.train_x), features(w, task.test_x)
+    return linear_probe(train, task.train_y, test, task.test_y, seed=seed).test_accuracy
+
+
+def retrained_accuracy(spec: InnerSpec, D: Tensor, task: Task, steps: int, lr: float = 1e-3,
+                       seed: int = 0) -> tuple[float, float, AEParams]:  # fmt: skip
+    """Protocol (b): w fitted from scratch on ``D`` alone; its probe accuracy and
+    reconstruction error on the real test set, and w itself."""
+    w = fit_inner(spec, D.detach(), steps, lr, seed=seed)
+    return probe_accuracy(w, task, seed), float(reconstruction_error(w, task.test_x, spec.sigma2)), w
+
+
+def random_features(spec: InnerSpec, d: int, seed: int = 0) -> AEParams:
+    """Untrained features: W with standard deviation 1/sqrt(d), so W^T x is of order one."""
+    return init_params(d, spec.hidden, torch.Generator().manual_seed(seed), scale=d**-0.5)
+
+
+def random_subset(x: Tensor, size: int, seed: int = 0) -> Tensor:
+    """``size`` real images drawn without replacement."""
+    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size]]

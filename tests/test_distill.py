@@ -1,0 +1,155 @@
+"""Dataset distillation: the analytic inner gradient against autograd, the implicit
+hypergradient against finite differences, each solver's steps, and divergence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lfr_report.distill import (
+    AEParams,
+    Distiller,
+    Diverged,
+    InnerSpec,
+    Task,
+    fit_inner,
+    grad_norm2,
+    hypergradient,
+    init_params,
+    inner_grad,
+    inner_loss,
+    reconstruct,
+)
+from lfr_report.distill.inner import residual
+
+
+def _params(d=7, k=5, seed=0, dtype=torch.float64) -> AEParams:
+    g = torch.Generator().manual_seed(seed)
+    return AEParams(torch.randn(d, k, generator=g, dtype=dtype) * 0.5, torch.randn(k, generator=g, dtype=dtype),
+                    torch.randn(d, generator=g, dtype=dtype))  # fmt: skip
+
+
+@pytest.mark.parametrize("sigma2", [1.0, 0.5])
+@pytest.mark.parametrize("denoising", [False, True])
+def test_analytic_inner_gradient_matches_autograd(sigma2, denoising):
+    params = AEParams(*(p.requires_grad_() for p in _params()))
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(11, 7, generator=g, dtype=torch.float64)
+    x_in = x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64) if denoising else x
+    loss = inner_loss(params, x, x_in, sigma2, weight_decay=1e-2)
+    reference = torch.autograd.grad(loss, params)
+    analytic = inner_grad(params, x, x_in, sigma2, weight_decay=1e-2)
+    for a, r in zip(analytic, reference, strict=True):
+        assert (a - r).norm() / r.norm() < 1e-5
+
+
+def test_the_penalty_differentiates_through_the_analytic_gradient():
+    """grad_D ||grad_w L||^2 by autograd through ``inner_grad`` equals finite differences."""
+    params = _params()
+    x = torch.rand(4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    grad = torch.autograd.grad(grad_norm2(inner_grad(params, x)), x)[0]
+    eps, i, j = 1e-6, 2, 3
+    bump = torch.zeros_like(x)
+    bump[i, j] = eps
+    numeric = (grad_norm2(inner_grad(params, x + bump)) - grad_norm2(inner_grad(params, x - bump))) / (2 * eps)
+    assert torch.isclose(grad[i, j], numeric, rtol=1e-6)
+
+
+def test_reconstruction_is_where_the_score_vanishes():
+    params = _params()
+    x = torch.rand(3, 7, dtype=torch.float64)
+    r = residual(params, x)
+    torch.testing.assert_close(reconstruct(params, x) - x, r)  # sigma2 = 1: AE(x) - x = sigma^2 psi(x)
+
+
+def test_implicit_hypergradient_matches_finite_differences():
+    """On a tiny problem solved to convergence, the CG hypergradient of an outer loss
+    equals the central difference of that loss through re-solved inner problems."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = InnerSpec(
+            hidden=3, weight_decay=0.01
+        )  # enough decay for an isolated minimum, not so much the units coincide
+        g = torch.Generator().manual_seed(3)
+        D = torch.rand(6, 5, generator=g)
+        x_real = torch.rand(8, 5, generator=g)
+        target = torch.rand(8, 3, generator=g)
+
+        def outer(w: AEParams) -> torch.Tensor:
+            return ((torch.sigmoid(x_real @ w.W + w.b) - target) ** 2).sum()
+
+        start = fit_inner(spec, D, steps=2000, lr=1e-2)
+
+        def solve(data):  # to machine precision: L-BFGS on the (autograd) inner loss, from one start
+            w = AEParams(*(p.clone().requires_grad_() for p in start))
+            lbfgs = torch.optim.LBFGS(w, lr=1, max_iter=500, tolerance_grad=1e-13, tolerance_change=1e-16,
+                                      line_search_fn="strong_wolfe")  # fmt: skip
+
+            def closure():
+                lbfgs.zero_grad()
+                loss = inner_loss(w, data, None, spec.sigma2, spec.weight_decay)
+                loss.backward()
+                return loss
+
+            lbfgs.step(closure)
+            return AEParams(*(p.detach() for p in w))
+
+        w = solve(D)
+        assert grad_norm2(inner_grad(w, D, None, spec.sigma2, spec.weight_decay)) < 1e-16
+        leaf = AEParams(*(p.clone().requires_grad_() for p in w))
+        grad_w = [g if g is not None else torch.zeros_like(p)
+                  for p, g in zip(leaf, torch.autograd.grad(outer(leaf), leaf, allow_unused=True), strict=True)]  # fmt: skip
+        hyper = hypergradient(spec, w, D, grad_w, cg_iterations=50, damping=0.0)
+        eps = 1e-3  # smaller steps drown in the inner solver's own precision (~1e-9 in w)
+        for i, j in [(i, j) for i in range(6) for j in range(5)]:
+            bump = torch.zeros_like(D)
+            bump[i, j] = eps
+            numeric = (outer(solve(D + bump)) - outer(solve(D - bump))) / (2 * eps)
+            assert abs(hyper[i, j] - numeric) <= 5e-3 * abs(numeric) + 1e-6, (i, j, hyper[i, j], numeric)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def _task(n=200, d=16, seed=0) -> Task:
+    """Two classes that differ in which half of the pixels is bright."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, d, generator=g) * 0.3
+    x[y == 0, : d // 2] += 0.6
+    x[y == 1, d // 2 :] += 0.6
+    return Task("halves", x[: n // 2], y[: n // 2], x[n // 2 :], y[n // 2 :])
+
+
+@pytest.mark.parametrize("solver", ["penalty", "value", "implicit"])
+def test_each_solver_learns_the_task_and_keeps_its_terms_finite(solver):
+    task = _task()
+    distiller = Distiller(solver, InnerSpec(hidden=4), [task], size=10, lr=1e-2, rho=1.0, seed=0)
+    first = last = None
+    for _ in range(150):
+        terms = distiller.step([(task.train_x, task.train_y)])
+        first = first or {k: float(v) for k, v in terms.items()}
+        last = {k: float(v) for k, v in terms.items()}
+    distiller.check_finite(1, last)
+    assert last["outer_loss"] < first["outer_loss"]
+    assert "penalty" in last and last["penalty"] >= 0 and distiller.D.shape == (10, 16)
+    assert distiller.course_accuracy()[0] > 0.9
+
+
+def test_divergence_names_the_epoch_and_the_term():
+    distiller = Distiller("penalty", InnerSpec(hidden=4), [_task()], size=5)
+    with pytest.raises(Diverged, match="at epoch 3: penalty became nan"):
+        distiller.check_finite(3, {"outer_loss": 1.0, "penalty": float("nan")})
+    with torch.no_grad():
+        distiller.D[0, 0] = float("inf")
+    with pytest.raises(Diverged, match="at epoch 4: D has non-finite entries"):
+        distiller.check_finite(4, {"outer_loss": 1.0})
+
+
+def test_unknown_solver_is_a_clear_error():
+    with pytest.raises(Exception, match="unknown solver 'newton'"):
+        Distiller("newton", InnerSpec(), [_task()], size=5)
+
+
+def test_init_params_shapes():
+    w = init_params(10, 3)
+    assert w.W.shape == (10, 3) and w.b.shape == (3,) and w.a.shape == (10,)
