@@ -1,6 +1,6 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
-    lfr report vicreg [--scale default] [--out reports/vicreg.pdf]
+    lfr report vicreg|distillation [--scale default] [--out reports/NAME.pdf]
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -20,15 +20,17 @@ from typing import Any
 
 from lfr_report.errors import LfrError
 
-REPORTS = ("vicreg",)
+REPORTS = ("vicreg", "distillation")
 
 
 def _report(args: argparse.Namespace) -> None:
-    from lfr_report.report import vicreg
+    import importlib
+
     from lfr_report.tracking import open_store
 
+    report = importlib.import_module(f"lfr_report.report.{args.name}")  # one module per report, named as it
     out = Path(args.out or f"reports/{args.name}.pdf")
-    path = vicreg.build(open_store(), args.scale, out)
+    path = report.build(open_store(), args.scale, out)
     print(f"report written: {path}")
 
 

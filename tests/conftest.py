@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -29,23 +28,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A file store holding every smoke-scale run the VICReg report needs (VICReg, both
     ablations, eigenmaps, downstream tasks), built once and shared by tests that read it."""
-    from lfr_report.report.vicreg import gather_runs
-    from lfr_report.tracking.store import FileRunStore
+    from helpers import build_session_store
 
-    root = tmp_path_factory.mktemp("smoke") / "runs"
-    keys = ("LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(LFR_RUNS_DIR=str(root), LFR_CHECKPOINT_DIR=str(root.parent / "checkpoints"))
-    os.environ.pop("LFR_MONGO_URL", None)
-    try:
-        gather_runs(FileRunStore(root), "smoke")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return root
+    from lfr_report.report.vicreg import gather_runs
+
+    return build_session_store(tmp_path_factory.mktemp("smoke") / "runs", gather_runs)
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 from pypdf import PdfReader
 
@@ -38,3 +41,24 @@ def report_numbers(path) -> list[str]:
     """Every decimal number and percentage in a PDF's text, in order: what must not change
     when the same runs are read from another store (dates, paths and page numbers aside)."""
     return re.findall(r"\d+\.\d+%?", pdf_text(path)[1])
+
+
+def build_session_store(root: Path, gather: Callable) -> Path:
+    """Run ``gather(FileRunStore(root), "smoke")`` with the file store at ``root`` (checkpoints
+    beside it, MongoDB off), restoring the environment afterwards: for session fixtures,
+    which cannot use monkeypatch."""
+    from lfr_report.tracking.store import FileRunStore
+
+    keys = ("LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(LFR_RUNS_DIR=str(root), LFR_CHECKPOINT_DIR=str(root.parent / "checkpoints"))
+    os.environ.pop("LFR_MONGO_URL", None)
+    try:
+        gather(FileRunStore(root), "smoke")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return root

@@ -33,6 +33,30 @@ def retrained_accuracy(spec: InnerSpec, D: Tensor, task: Task, steps: int, lr: f
     return probe_accuracy(w, task, seed), float(reconstruction_error(w, task.test_x, spec.sigma2)), w
 
 
+def supervised_accuracy(spec: InnerSpec, task: Task, epochs: int, batch_size: int, lr: float, seed: int = 0) -> float:
+    """The ceiling of protocol (a): the same features s(W^T x + b) and linear head trained
+    jointly on the real labelled data with nothing tying them to D (a one-hidden-layer net)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(seed)
+    w = init_params(task.train_x.shape[1], spec.hidden, generator)
+    W, b = w.W.requires_grad_(), w.b.requires_grad_()
+    torch.manual_seed(seed)
+    head = nn.Linear(spec.hidden, task.classes)
+    optimizer = torch.optim.Adam([W, b, *head.parameters()], lr=lr)
+    for _ in range(epochs):
+        order = torch.randperm(len(task.train_x), generator=generator)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            pick = order[i : i + batch_size]
+            loss = F.cross_entropy(head(torch.sigmoid(task.train_x[pick] @ W + b)), task.train_y[pick])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return float((head(torch.sigmoid(task.test_x @ W + b)).argmax(1) == task.test_y).float().mean())
+
+
 def random_features(spec: InnerSpec, d: int, seed: int = 0) -> AEParams:
     """Untrained features: W with standard deviation 1/sqrt(d), so W^T x is of order one."""
     return init_params(d, spec.hidden, torch.Generator().manual_seed(seed), scale=d**-0.5)

@@ -88,14 +88,16 @@ def _leaf(params: AEParams) -> AEParams:
 
 
 def fit_inner(spec: InnerSpec, x: Tensor, steps: int, lr: float = 1e-3, start: AEParams | None = None,
-              seed: int = 0) -> AEParams:  # fmt: skip
-    """min_w L_inner(w; x) by full-batch Adam with the analytic gradient, from ``start`` or a fresh init."""
+              seed: int = 0, batch_size: int = 500) -> AEParams:  # fmt: skip
+    """min_w L_inner(w; x) by Adam with the analytic gradient, from ``start`` or a fresh init;
+    full-batch up to ``batch_size`` images (every distilled set), random batches of it beyond."""
     generator = torch.Generator().manual_seed(seed)
     w = _leaf(start if start is not None else init_params(x.shape[1], spec.hidden, generator))
     optimizer = torch.optim.Adam(w, lr=lr)
     for _ in range(steps):
+        batch = x if len(x) <= batch_size else x[torch.randint(len(x), (batch_size,), generator=generator)]
         with torch.no_grad():
-            grads = spec.grad(w, x, generator)
+            grads = spec.grad(w, batch, generator)
         for p, g in zip(w, grads, strict=True):
             p.grad = g
         optimizer.step()
