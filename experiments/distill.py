@@ -24,6 +24,7 @@ from __future__ import annotations
 import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
 
 # isort: on
+import math
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ def config():
     epochs = 100  # passes over each task's real training images
     batch_size = 100  # real images per outer step and task (the course's)
     lr = 1e-3  # Adam on D, w and the heads (the course's 1e-4 needs 200+ epochs; see `full`)
+    lr_decay = "constant"  # constant (the course's) | cosine: lr decays to 0 along a cosine over the epochs
     rho = 1.0  # penalty weight at the first epoch
     rho_max = 1000.0  # ... grown geometrically to this at the last (penalty and value solvers)
     diversity = 0.0  # lambda of the diversity term -lambda ||D - mean(D)||^2 / |D|
@@ -159,6 +161,8 @@ def check(config, command_name, logger):
     for key in ("weight_decay", "noise", "diversity", "damping"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
+    if config["lr_decay"] not in ("constant", "cosine"):
+        raise ConfigError(f"lr_decay must be constant or cosine, got {config['lr_decay']!r}")
     if not config["tasks"]:
         raise ConfigError("tasks must name at least one data set, e.g. tasks='[\"mnist\"]'")
     return {}
@@ -200,7 +204,7 @@ def run_baselines(_run, spec: InnerSpec, task: Task, size: int, retrain_steps: i
 
 @ex.main
 def main(_run, _seed, scale, tasks, train_size, test_size, solver, size, init_high, hidden, sigma2, weight_decay, noise,
-         epochs, batch_size, lr, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
+         epochs, batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
          retrain_steps, retrain_lr, snapshots):  # fmt: skip
     begin_run(_run, _seed, "cpu")  # small dense problems: the CPU is the right device
     real = [load_task(name, train_size, test_size, _seed) for name in tasks]
@@ -221,6 +225,9 @@ def main(_run, _seed, scale, tasks, train_size, test_size, solver, size, init_hi
     protocol_b = {}
     for epoch in tqdm(range(1, epochs + 1), desc=f"distill ({solver})"):
         distiller.rho = rho * (rho_max / rho) ** ((epoch - 1) / max(1, epochs - 1))
+        if lr_decay == "cosine":
+            for group in distiller.optimizer.param_groups:
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * (epoch - 1) / epochs))
         orders = [torch.randperm(len(t.train_x), generator=generator) for t in real]
         sums: dict[str, float] = {}
         for i in range(steps):
