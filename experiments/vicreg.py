@@ -21,9 +21,6 @@ from __future__ import annotations
 import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
 
 # isort: on
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -44,7 +41,7 @@ from lfr_report.ingredients import (
 )
 from lfr_report.models import Projector, build_encoder, encoder_arch
 from lfr_report.ssl import VICRegLoss
-from lfr_report.ssl.train import fit, on_device_if_fits
+from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits
 from lfr_report.ssl.views import augmented_pair, neighbour_pair, neighbour_table
 from lfr_report.tracking import open_store, run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact, read_encoder
@@ -154,13 +151,6 @@ def check(config, command_name, logger):
     return {}
 
 
-def checkpoint_path(config: dict) -> Path:
-    """Where a run with this exact config keeps its checkpoint, so a rerun resumes it."""
-    described = json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
-    digest = hashlib.sha256(described.encode()).hexdigest()[:16]
-    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"vicreg-{digest}.pt"
-
-
 def neighbour_views(source_run, train, test, k, augment, device, channels_last):
     """Q5's view makers: each image paired with one of its k nearest neighbours under the
     encoder of ``source_run`` (train images among train images, test among test)."""
@@ -204,7 +194,7 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
     optimizer = torch.optim.Adam(
         [*f.parameters(), *h.parameters()], lr=lr, betas=tuple(betas), weight_decay=weight_decay
     )
-    checkpoint = checkpoint_path(_config)
+    checkpoint = checkpoint_path("vicreg", _config)
     result = fit(
         encoder=f, projector=h, objective=VICRegLoss(lambda_, mu, nu, gamma, eps), make_views=train_views,
         make_test_views=test_views, train_images=on_device_if_fits(train.images, device),

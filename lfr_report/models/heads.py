@@ -6,23 +6,20 @@ from torch import Tensor, nn
 
 
 class Projector(nn.Module):
-    """The VICReg expander h: ``Linear-BN-ReLU, Linear-BN-ReLU, Linear``, all of width ``dim``.
+    """A projection head of ``layers`` linear layers of width ``dim``, each but the last
+    followed by BatchNorm and ReLU.
 
-    This is the projection head of the course's additional files (3 FC layers of
-    width 512 for the exercise).
+    Three layers (the default) is the VICReg expander h of the course's additional files
+    (width 512 for the exercise); two is SimCLR's projection head g.
     """
 
-    def __init__(self, in_dim: int, dim: int = 512) -> None:
+    def __init__(self, in_dim: int, dim: int = 512, layers: int = 3) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, dim),
-            nn.BatchNorm1d(dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(dim, dim),
-            nn.BatchNorm1d(dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(dim, dim),
-        )
+        blocks: list[nn.Module] = []
+        for i in range(layers - 1):
+            blocks += [nn.Linear(in_dim if i == 0 else dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True)]
+        blocks.append(nn.Linear(dim if layers > 1 else in_dim, dim))
+        self.net = nn.Sequential(*blocks)
 
     def forward(self, y: Tensor) -> Tensor:
         return self.net(y)

@@ -15,6 +15,8 @@ finished run holds the whole curve.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,6 +211,15 @@ def evaluate_objective(
         sums = row if sums is None else sums + row
     assert sums is not None
     return dict(zip(names, (sums / batches).cpu().tolist(), strict=True))
+
+
+def checkpoint_path(experiment: str, config: dict) -> Path:
+    """Where a run of ``experiment`` with exactly this config keeps its checkpoint
+    (``$LFR_CHECKPOINT_DIR``, default ``checkpoints/``), so that rerunning the same command
+    resumes it. The device is left out: a run may resume on another one."""
+    described = json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
+    digest = hashlib.sha256(described.encode()).hexdigest()[:16]
+    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"{experiment}-{digest}.pt"
 
 
 def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:

