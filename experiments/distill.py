@@ -177,7 +177,7 @@ def load_task(name: str, train_size: int, test_size: int, seed: int) -> Task:
     if train.spec.shape[0] != 1 or train.spec.shape[1:] != (28, 28):
         raise ConfigError(f"distillation uses 28x28 grey images; {name} is {'x'.join(map(str, train.spec.shape))}")
     flat = [split.images.flatten(1).float() / 255 for split in (train, test)]
-    return Task(name, flat[0], train.labels, flat[1], test.labels)
+    return Task(name, flat[0], train.labels, flat[1], test.labels, test.source)
 
 
 def run_baselines(_run, spec: InnerSpec, task: Task, size: int, retrain_steps: int, retrain_lr: float, seed: int,
@@ -210,7 +210,7 @@ def main(_run, _seed, scale, tasks, train_size, test_size, solver, size, init_hi
     real = [load_task(name, train_size, test_size, _seed) for name in tasks]
     spec = InnerSpec(hidden, sigma2, weight_decay, noise)
     _run.info.update(train_images=[len(t.train_x) for t in real], test_images=[len(t.test_x) for t in real],
-                     dataset=" + ".join(tasks), data_source="; ".join(load_dataset(n, "test").source for n in tasks))  # fmt: skip
+                     dataset=" + ".join(tasks), data_source="; ".join(t.source for t in real))  # fmt: skip
     if solver == "baselines":
         return run_baselines(_run, spec, real[0], size, retrain_steps, retrain_lr, _seed, epochs, batch_size, lr)
 

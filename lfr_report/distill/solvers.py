@@ -55,6 +55,7 @@ class Task:
     train_y: Tensor
     test_x: Tensor
     test_y: Tensor
+    source: str = ""  # where the images were read from, for the run record
 
     @property
     def classes(self) -> int:
@@ -96,12 +97,18 @@ def fit_inner(spec: InnerSpec, x: Tensor, steps: int, lr: float = 1e-3, start: A
     optimizer = torch.optim.Adam(w, lr=lr)
     for _ in range(steps):
         batch = x if len(x) <= batch_size else x[torch.randint(len(x), (batch_size,), generator=generator)]
-        with torch.no_grad():
-            grads = spec.grad(w, batch, generator)
-        for p, g in zip(w, grads, strict=True):
-            p.grad = g
-        optimizer.step()
+        inner_step(spec, w, batch, optimizer, generator)
     return AEParams(*(p.detach() for p in w))
+
+
+def inner_step(spec: InnerSpec, w: AEParams, x: Tensor, optimizer: torch.optim.Optimizer,
+               generator: torch.Generator | None = None) -> None:  # fmt: skip
+    """One optimiser step on L_inner(w; x), its gradient from the analytic formula, not autograd."""
+    with torch.no_grad():
+        grads = spec.grad(w, x, generator)
+    for p, g in zip(w, grads, strict=True):
+        p.grad = g
+    optimizer.step()
 
 
 def conjugate_gradient(hvp, b: list[Tensor], iterations: int, damping: float) -> list[Tensor]:
@@ -190,11 +197,7 @@ class Distiller:
     def _inner_steps(self, params: AEParams, optimizer: torch.optim.Optimizer) -> None:
         D = self.D.detach()
         for _ in range(self.inner_steps):
-            with torch.no_grad():
-                grads = self.spec.grad(params, D, self.generator)
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g
-            optimizer.step()
+            inner_step(self.spec, params, D, optimizer, self.generator)
 
     def step(self, batches: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
         """One outer step on one real batch per task; returns the terms (tensors) for logging."""

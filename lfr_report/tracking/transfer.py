@@ -104,7 +104,6 @@ def _export_mongo(store: MongoRunStore, run_id: str) -> RunRecord:
     sources = {name: store.fs.get(file_id).read() for name, file_id in experiment.get("sources", [])}
     experiment["sources"] = [[name, None] for name in sources]  # where is the target's business
     entry["experiment"] = experiment
-    info = {k: v for k, v in (doc.get("info") or {}).items() if k != "metrics"}  # drop the Mongo-only links
     metrics = {
         m["name"]: {"steps": list(m["steps"]), "values": list(m["values"]),
                     "timestamps": [_iso(t) for t in m.get("timestamps", [])]}
@@ -114,7 +113,7 @@ def _export_mongo(store: MongoRunStore, run_id: str) -> RunRecord:
         id=str(doc["_id"]),
         entry=entry,
         config=doc.get("config", {}),
-        info=info,
+        info=store._run(doc).info,  # as the store reads it: without the links to the metrics documents
         captured_out=doc.get("captured_out") or "",
         metrics=metrics,
         artifacts={a["name"]: store.fs.get(a["file_id"]).read() for a in doc.get("artifacts", [])},
@@ -210,12 +209,6 @@ def signature(run: Run) -> tuple[str, str]:
     return run.experiment, when
 
 
-def _ids(store: RunStore) -> set[str]:
-    if isinstance(store, MongoRunStore):
-        return {str(doc["_id"]) for doc in store.db.runs.find({}, {"_id": 1})}
-    return {run.id for run in store.runs()}
-
-
 def copy_runs(
     source: RunStore,
     target: RunStore,
@@ -229,8 +222,9 @@ def copy_runs(
         chosen = [source.get(run_id) for run_id in run_ids]
     else:
         chosen = [run for run in source.find(experiment, status) if status or run.status != "RUNNING"]
-    present = {signature(run) for run in target.runs()}
-    taken = _ids(target)
+    existing = target.runs()
+    present = {signature(run) for run in existing}
+    taken = {run.id for run in existing}
     result = CopyResult()
     for run in sorted(chosen, key=lambda r: (len(r.id), r.id)):
         if signature(run) in present:
