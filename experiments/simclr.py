@@ -62,8 +62,8 @@ def config():
     scale = "default"  # smoke | default | full: which named config produced this run (reports show it)
     seed = 0  # seeds python, numpy and torch for pretraining
     device = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
-    encoder = "convnet"  # convnet: the example's 4-block ConvNet | resnet18: its CIFAR-stem ResNet
-    widths = [32, 64, 128, 256]  # convnet only: one conv-BN-ReLU block per width
+    encoder = "convnet"  # convnet: the example's 4-block ConvNet | resnet20: its 9-block ResNet | resnet18 (GPU)
+    widths = [32, 64, 128, 256]  # convnet: one conv-BN-ReLU block per width; resnet20: its three stages
     pool = "avg"  # convnet only: global average pooling before the head, as the example's ConvNet
     encoder_dim = 128  # size of the representation h
     projector_dim = 128  # width and output size of the projection head g
@@ -101,7 +101,8 @@ def default():
 
 @ex.named_config
 def resnet():
-    encoder = "resnet18"  # the example's second backbone (meant for a GPU)
+    encoder = "resnet20"  # the example's second backbone: nine residual blocks, CIFAR stem
+    widths = [16, 32, 64]  # He et al.'s CIFAR widths
 
 
 @ex.named_config
