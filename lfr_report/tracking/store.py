@@ -138,6 +138,15 @@ def _numeric(run_id: str) -> int:
     return int(run_id) if run_id.isdigit() else -1
 
 
+def run_key(run_id: str | int) -> int | str:
+    """A run id as Sacred writes it in configs and Mongo documents: an int when numeric.
+
+    The command line turns ``encoder_run=3`` into the int 3, so a report that asks
+    for that run must ask with the same type for the config to match.
+    """
+    return int(run_id) if str(run_id).isdigit() else str(run_id)
+
+
 class FileRunStore(RunStore):
     """Runs written by Sacred's ``FileStorageObserver`` under ``root``."""
 
@@ -232,8 +241,7 @@ class MongoRunStore(RunStore):
         return [self._run(doc) for doc in self.db.runs.find(query)]
 
     def _doc(self, run_id: str) -> Mapping[str, Any]:
-        key: Any = int(run_id) if str(run_id).isdigit() else run_id
-        doc = self.db.runs.find_one({"_id": key})
+        doc = self.db.runs.find_one({"_id": run_key(run_id)})
         if doc is None:
             raise StoreError(f"no run with id {run_id!r} in {self.location}")
         return doc
@@ -242,7 +250,7 @@ class MongoRunStore(RunStore):
         return self._run(self._doc(run_id))
 
     def metrics(self, run_id: str) -> dict[str, Metric]:
-        key: Any = int(run_id) if str(run_id).isdigit() else run_id
+        key = run_key(run_id)
         return {
             m["name"]: Metric(m["name"], list(m["steps"]), list(m["values"]))
             for m in self.db.metrics.find({"run_id": key})

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lfr_report.errors import StoreError
-from lfr_report.tracking.store import FileRunStore, MongoRunStore, Run, RunStore
+from lfr_report.tracking.store import FileRunStore, MongoRunStore, Run, RunStore, run_key
 
 _TIME_FIELDS = ("start_time", "stop_time", "heartbeat")
 
@@ -162,7 +162,7 @@ def _import_file(store: FileRunStore, record: RunRecord, run_id: str) -> None:
 
 
 def _import_mongo(store: MongoRunStore, record: RunRecord, run_id: str) -> None:
-    key: Any = int(run_id) if run_id.isdigit() else run_id
+    key = run_key(run_id)
     runs_name = store.db.runs.name
     artifacts = [
         {"name": name, "file_id": store.fs.put(content, filename=f"artifact://{runs_name}/{run_id}/{name}")}
