@@ -1,6 +1,6 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
-    lfr report vicreg|distillation [--scale default] [--out reports/NAME.pdf]
+    lfr report vicreg|distillation|simclr|autoencoder [--scale default] [--out reports/NAME.pdf]
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -20,7 +20,7 @@ from typing import Any
 
 from lfr_report.errors import LfrError
 
-REPORTS = ("vicreg", "distillation")
+REPORTS = ("vicreg", "distillation", "simclr")
 
 
 def _report(args: argparse.Namespace) -> None:
