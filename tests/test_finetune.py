@@ -1,0 +1,104 @@
+"""Fine-tuning with few labels: the stratified subsets, the training itself, the
+experiment through Sacred and the SimCLR report built from smoke-scale runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import build_session_store, pdf_text
+
+from lfr_report.evaluate.finetune import fine_tune, stratified_subset
+from lfr_report.models import build_encoder
+from lfr_report.report import simclr
+from lfr_report.report.runner import load_experiment
+from lfr_report.tracking.store import FileRunStore
+
+
+def test_stratified_subset_keeps_each_class_share_and_is_fixed_by_the_seed():
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate((100, 300, 50))])
+    index = stratified_subset(labels, 0.1, seed=3)
+    assert torch.bincount(labels[index]).tolist() == [10, 30, 5]
+    assert torch.equal(index, stratified_subset(labels, 0.1, seed=3))
+    assert not torch.equal(index, stratified_subset(labels, 0.1, seed=4))
+    assert torch.bincount(labels[stratified_subset(labels, 0.001, seed=0)]).tolist() == [1, 1, 1]  # one per class
+    assert len(stratified_subset(labels, 1.0, seed=0)) == len(labels)
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        stratified_subset(labels, 0.0, seed=0)
+
+
+def _bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0: a bright horizontal bar, class 1: a vertical one, at random positions, in noise."""
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, 12, 12, generator=g) * 60).to(torch.uint8)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    where = torch.randint(2, 10, (n,), generator=g)
+    for i in range(n):
+        if labels[i] == 0:
+            images[i, 0, where[i], :] = 255
+        else:
+            images[i, 0, :, where[i]] = 255
+    return images, labels
+
+
+def test_fine_tuning_learns_a_task_chance_cannot_explain():
+    train_x, train_y = _bars(256, 0)
+    test_x, test_y = _bars(256, 1)
+    torch.manual_seed(0)
+    encoder = build_encoder("convnet", 1, 8, 12, [8, 16], "avg")
+    result = fine_tune(encoder, train_x, train_y, test_x, test_y, mean=(0.3,), std=(0.3,), epochs=1, min_steps=60,
+                       batch_size=32, lr=0.05, seed=0, progress=False)  # fmt: skip
+    assert result.steps == 60 and result.labelled == 256
+    assert result.test_accuracy > 0.9, result
+
+
+@pytest.fixture(scope="session")
+def simclr_runs(tmp_path_factory) -> Path:
+    """A file store with every smoke-scale run the SimCLR report needs."""
+    return build_session_store(tmp_path_factory.mktemp("simclr") / "runs", simclr.gather_runs)
+
+
+def test_a_run_logs_every_fraction_once_per_seed(simclr_runs):
+    store = FileRunStore(simclr_runs)
+    pretrained = store.latest("finetune", {"init": "pretrained"})
+    scratch = store.latest("finetune", {"init": "scratch", "encoder_run": pretrained.config["encoder_run"]})
+    assert pretrained.config["scale"] == "smoke" and pretrained.info["encoder_experiment"] == "simclr"
+    metrics = store.metrics(pretrained.id)
+    for key in ("1pct", "5pct", "10pct", "50pct", "100pct"):
+        assert metrics[f"test_accuracy_{key}"].steps == [0, 1], key
+        assert pretrained.result[f"test_accuracy_{key}_mean"] == pytest.approx(
+            sum(metrics[f"test_accuracy_{key}"].values) / 2)  # fmt: skip
+    # the same labelled images and training length for both inits, different starting weights
+    assert store.metrics(scratch.id)["test_accuracy_100pct"].values != metrics["test_accuracy_100pct"].values
+
+
+def test_report_has_the_example_reports_tables_from_the_runs(simclr_runs, isolated):
+    root = isolated / "runs"
+    shutil.rmtree(root)
+    shutil.copytree(simclr_runs, root)
+    store = FileRunStore(root)
+    out = simclr.build(store, "smoke", isolated / "reports" / "simclr.pdf")
+    pages, text = pdf_text(out)
+    assert 2 <= pages <= 8
+    for heading in ("1. CNN architectures", "2. Backbone pretraining", "3.2 Linear evaluation",
+                    "3.3 Semi-supervised learning", "Table 1.", "Table 2."):  # fmt: skip
+        assert heading in text, heading
+    backbones = simclr.gather_runs(store, "smoke")
+    conv = backbones["convnet"]
+    mean, std = simclr.mean_std(store.metrics(conv.pretrain.id)["transfer_probe_test_accuracy"])
+    assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # Table 1 holds the run's own numbers
+    mean, std = simclr.mean_std(store.metrics(conv.scratch.id)["test_accuracy_1pct"])
+    assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # and Table 2 too
+    assert len(store.runs()) == 6  # nothing was rerun
+
+
+def test_finetune_needs_an_encoder_and_a_known_init(isolated):
+    ex = load_experiment("finetune")
+    with pytest.raises(Exception, match="name the encoder to fine-tune"):
+        ex.run(named_configs=["smoke"], options={"--loglevel": "ERROR"})
+    with pytest.raises(Exception, match="unknown init 'random'"):
+        ex.run(named_configs=["smoke"], config_updates={"encoder_run": 1, "init": "random"},
+               options={"--loglevel": "ERROR"})  # fmt: skip
+    assert not list((isolated / "runs").iterdir())
