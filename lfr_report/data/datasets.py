@@ -87,6 +87,18 @@ class ImageDataset:
         index = subset_index(len(self), size, seed)
         return ImageDataset(self.spec, self.split, self.images[index], self.labels[index], self.source)
 
+    def disjoint_subsets(self, first: int, second: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+        """Two random subsets of ``first`` and ``second`` images sharing no image (e.g. an
+        unlabelled pretraining pool and a labelled training set from one split)."""
+        if first + second > len(self):
+            raise ConfigError(f"{self.name}'s {self.split} split has {len(self)} images, fewer than the "
+                              f"{first} + {second} asked for")  # fmt: skip
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return tuple(  # type: ignore[return-value]
+            ImageDataset(self.spec, self.split, self.images[i], self.labels[i], self.source)
+            for i in (order[:first].sort().values, order[first : first + second].sort().values)
+        )
+
 
 def subset_index(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
     """Sorted indices of a random subset of ``size`` out of ``n`` items (all of them if ``size`` is None or >= n)."""
