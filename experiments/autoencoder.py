@@ -1,0 +1,198 @@
+"""Problem 7.1: a convolutional autoencoder pretrained on unlabelled images, then linear
+classifiers on its representation.
+
+    python experiments/autoencoder.py                    # default: Fashion-MNIST, plain autoencoder
+    python experiments/autoencoder.py with denoising     # the denoising autoencoder (classifier on it only)
+    python experiments/autoencoder.py with full          # STL-10's unlabelled split, when present
+    python experiments/autoencoder.py with smoke         # seconds, synthetic data (tests)
+
+The problem trains on 10,000 of STL-10's unlabelled images and fits classifiers on its
+5,000 labelled training images. STL-10 is used when it is on disk (``full``); the offline
+default takes ``unlabelled`` images of Fashion-MNIST's training split as the unlabelled
+set (labels dropped) and ``labelled`` other images of that split as the labelled one, and
+scores on the test split. Images are resized to ``image_size`` (a multiple of 8).
+
+The classifiers (``classifiers``), each a linear layer on the flattened encoder output,
+trained with Adam once per seed in ``classifier_seeds``:
+
+* ``frozen`` (method I): on the frozen pretrained encoder;
+* ``joint`` (method II): the encoder, from fresh weights, trained together with it;
+* ``random`` (method III): on a frozen, randomly initialised encoder.
+
+Logged: ``train_loss``/``test_loss`` (reconstruction MSE) per epoch, ``accuracy_<kind>``
+per seed; ``autoencoder.pt`` (weights) and ``reconstructions.npz`` (test images, the
+autoencoder's inputs and outputs) are stored with the run.
+"""
+
+from __future__ import annotations
+
+# isort: off
+import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
+
+# isort: on
+from pathlib import Path
+
+import numpy as np
+import torch
+from sacred import Experiment
+from sacred.utils import apply_backspaces_and_linefeeds
+
+from lfr_report.data import get_spec, load_dataset, subset_index
+from lfr_report.data.augment import fit_to_shape
+from lfr_report.data.fetch import is_present
+from lfr_report.errors import ConfigError
+from lfr_report.evaluate.finetune import fine_tune
+from lfr_report.models.autoencoder import ConvAutoencoder, ConvEncoder
+from lfr_report.ssl.autoencoder import corrupt, train_autoencoder
+from lfr_report.tracking import run_commandline
+from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact
+from lfr_report.tracking.context import begin_run
+from lfr_report.tracking.observers import run_location
+
+CLASSIFIERS = ("frozen", "joint", "random")
+SHOWN = 8  # test images kept with their reconstructions
+
+ex = Experiment("autoencoder", base_dir=str(Path(__file__).resolve().parents[1]))
+ex.captured_out_filter = apply_backspaces_and_linefeeds
+
+
+# fmt: off
+@ex.config
+def config():
+    scale = "default"  # smoke | default | full
+    seed = 0  # seeds the split into unlabelled / labelled images, the weights and the batches
+    device = "auto"  # auto | cpu | cuda
+    dataset = "fashion_mnist"  # stl10 uses its unlabelled split when present; others split their train split
+    unlabelled = 10000  # images the autoencoder trains on (the problem: 10,000 of STL-10's unlabelled images)
+    labelled = 5000  # labelled training images for the classifiers (the problem: STL-10's 5,000)
+    test_size = None  # test images scored (None: the whole test split)
+    image_size = 32  # images are resized to this side; a multiple of 2^len(widths)
+    widths = [12, 24, 48]  # channels of the encoder's kernel-4, stride-2, padding-1 convolutions
+    epochs = 20  # autoencoder training passes over the unlabelled images
+    batch_size = 64  # images per step, autoencoder and classifiers
+    lr = 1e-3  # Adam learning rate of the autoencoder
+    noise_std = 0.0  # > 0: a denoising autoencoder, Gaussian noise of this std on inputs in [0, 1]
+    classifiers = ["frozen", "joint", "random"]  # methods I, II and III of the problem
+    classifier_epochs = 20  # passes over the labelled images per classifier
+    classifier_lr = 1e-3  # Adam learning rate of the classifiers (times 0.1 at 100/180 and 150/180 of the steps)
+    classifier_seeds = [0, 1, 2]  # one classifier per seed; the report shows mean and std
+
+
+@ex.named_config
+def smoke():
+    scale = "smoke"  # seconds on a CPU: synthetic gratings, two epochs
+    dataset = "synthetic"
+    unlabelled = 512
+    labelled = 256
+    test_size = 256
+    widths = [4, 8, 16]
+    epochs = 2
+    classifier_epochs = 2
+    classifier_seeds = [0, 1]
+
+
+@ex.named_config
+def default():
+    scale = "default"  # Fashion-MNIST on a CPU
+
+
+@ex.named_config
+def denoising():
+    noise_std = 0.3  # the fourth row of the report's table: a denoising autoencoder
+    classifiers = ["frozen"]  # methods II and III do not depend on the pretraining; the plain run has them
+
+
+@ex.named_config
+def full():
+    scale = "full"  # the problem's setting: STL-10 (96x96 resized to 32x32) when on disk
+    dataset = "stl10"
+# fmt: on
+
+
+@ex.config_hook
+def check(config, command_name, logger):
+    """Impossible values fail before a run is recorded."""
+    for key in ("unlabelled", "labelled", "image_size", "epochs", "batch_size", "classifier_epochs"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+    if config["image_size"] % 2 ** len(config["widths"]):
+        raise ConfigError(f"image_size must be a multiple of {2 ** len(config['widths'])} for {len(config['widths'])} "
+                          f"stride-2 layers, got {config['image_size']}")  # fmt: skip
+    unknown = set(config["classifiers"]) - set(CLASSIFIERS)
+    if unknown or not config["classifier_seeds"]:
+        raise ConfigError(f"classifiers must come from {', '.join(CLASSIFIERS)} (got {sorted(unknown)}) "
+                          "and classifier_seeds must list at least one seed")  # fmt: skip
+    if config["noise_std"] < 0 or config["lr"] <= 0 or config["classifier_lr"] <= 0:
+        raise ConfigError("noise_std must be >= 0, lr and classifier_lr > 0")
+    return {}
+
+
+def split_images(dataset: str, unlabelled: int, labelled: int, test_size: int | None, seed: int):
+    """(unlabelled uint8 images, labelled training set, test set, where the unlabelled ones came from)."""
+    train = load_dataset(dataset, "train")
+    test = load_dataset(dataset, "test").subset(test_size, seed)
+    if dataset == "stl10" and is_present("stl10"):
+        pool = load_dataset("stl10", "unlabeled")
+        return (
+            pool.images[subset_index(len(pool), unlabelled, seed)],
+            train.subset(labelled, seed),
+            test,
+            "unlabeled split",
+        )
+    pool, picked = train.disjoint_subsets(unlabelled, labelled, seed)
+    return pool.images, picked, test, "train split, labels dropped"
+
+
+@ex.main
+def main(_run, _seed, device, dataset, unlabelled, labelled, test_size, image_size, widths, epochs, batch_size, lr,
+         noise_std, classifiers, classifier_epochs, classifier_lr, classifier_seeds):  # fmt: skip
+    device = begin_run(_run, _seed, device)
+    spec = get_spec(dataset)
+    pool, train, test, pool_source = split_images(dataset, unlabelled, labelled, test_size, _seed)
+    shape = (spec.channels, image_size, image_size)
+    pool, train_images, test_images = (fit_to_shape(x, shape) for x in (pool, train.images, test.images))
+    _run.info.update(data_source=train.source, unlabelled_from=pool_source, unlabelled_images=len(pool),
+                     labelled_images=len(train), test_images=len(test), dataset=dataset)  # fmt: skip
+
+    model = ConvAutoencoder(spec.channels, image_size, tuple(widths)).to(device)
+    generator = torch.Generator(device=device).manual_seed(_seed)
+    test_loss = train_autoencoder(model, pool, test_images, epochs=epochs, batch_size=batch_size, lr=lr,
+                                  noise_std=noise_std, generator=generator, device=device, log=_run.log_scalar)  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        shown = test_images[:SHOWN].to(device).float() / 255
+        inputs = corrupt(shown, noise_std, torch.Generator(device=device).manual_seed(_seed))
+        outputs = model(inputs)
+    as_uint8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # noqa: E731
+    add_npz_artifact(_run, "reconstructions.npz", images=as_uint8(shown), inputs=as_uint8(inputs),
+                     outputs=as_uint8(outputs), labels=test.labels[:SHOWN])  # fmt: skip
+    add_torch_artifact(_run, "autoencoder.pt", {"in_channels": spec.channels, "image_size": image_size,
+                                                "widths": list(widths), "state_dict": model.cpu().state_dict()})  # fmt: skip
+
+    summary: dict[str, float] = {"test_reconstruction_mse": test_loss}
+    for kind in classifiers:
+        accuracies = []
+        for i, seed in enumerate(classifier_seeds):
+            torch.manual_seed(seed)
+            encoder = ConvEncoder(spec.channels, image_size, tuple(widths))
+            if kind == "frozen":
+                encoder.load_state_dict(model.encoder.state_dict())
+            result = fine_tune(
+                encoder, train_images, train.labels, test_images, test.labels, mean=(0.0,) * spec.channels,
+                std=(1.0,) * spec.channels, epochs=classifier_epochs, batch_size=batch_size, lr=classifier_lr,
+                weight_decay=0.0, seed=seed, device=device, frozen=kind != "joint", optimizer="adam",
+            )  # fmt: skip
+            _run.log_scalar(f"accuracy_{kind}", result.test_accuracy, i)
+            accuracies.append(result.test_accuracy)
+        summary[f"accuracy_{kind}_mean"] = float(np.mean(accuracies))
+        summary[f"accuracy_{kind}_std"] = float(np.std(accuracies))
+
+    what = "denoising autoencoder" if noise_std else "autoencoder"
+    scores = ", ".join(f"{k} {100 * summary[f'accuracy_{k}_mean']:.2f}%" for k in classifiers)
+    print(f"autoencoder run {_run._id}: {what} on {len(pool)} unlabelled {dataset} images, test MSE {test_loss:.4f}; "
+          f"linear classifiers on {len(train)} labelled: {scores}; results in {run_location(_run)}")  # fmt: skip
+    return summary
+
+
+if __name__ == "__main__":
+    run_commandline(ex)
