@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 endif
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SCALE ?= default
-REPORTS ?= vicreg distillation simclr
+REPORTS ?= vicreg distillation simclr autoencoder
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps data report test test-slow test-stack bench lint lint-docker format clean-reports \

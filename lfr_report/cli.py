@@ -20,7 +20,7 @@ from typing import Any
 
 from lfr_report.errors import LfrError
 
-REPORTS = ("vicreg", "distillation", "simclr")
+REPORTS = ("vicreg", "distillation", "simclr", "autoencoder")
 
 
 def _report(args: argparse.Namespace) -> None:
