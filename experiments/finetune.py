@@ -152,7 +152,9 @@ def main(_run, _seed, device, encoder_run, init, dataset, train_size, test_size,
         summary[f"test_accuracy_{key}_mean"] = float(np.mean(accuracies))
         summary[f"test_accuracy_{key}_std"] = float(np.std(accuracies))
 
-    headline = ", ".join(f"{100 * f:g}%: {100 * summary[f'test_accuracy_{fraction_key(f)}_mean']:.2f}" for f in fractions)
+    headline = ", ".join(
+        f"{100 * f:g}%: {100 * summary[f'test_accuracy_{fraction_key(f)}_mean']:.2f}" for f in fractions
+    )
     print(f"finetune run {_run._id}: {init} {arch['name']} (run {encoder_run}) on {name}, {len(seeds)} seeds; "
           f"{headline}; results in {run_location(_run)}")  # fmt: skip
     return summary

@@ -91,7 +91,9 @@ def mean_std(metric: Metric) -> tuple[float, float]:
 
 def report_sections(store: RunStore, backbones: dict[str, Backbone], doc: Document) -> dict[str, Any]:
     """Tables, figures and result sentences, in the order the template shows them."""
-    metrics = {run.id: store.metrics(run.id) for b in backbones.values() for run in (b.pretrain, b.pretrained, b.scratch)}
+    metrics = {
+        run.id: store.metrics(run.id) for b in backbones.values() for run in (b.pretrain, b.pretrained, b.scratch)
+    }
     fractions = next(iter(backbones.values())).pretrained.config["fractions"]
     keys = [f"{100 * f:g}pct" for f in fractions]
     seeds = len(next(iter(backbones.values())).pretrained.config["seeds"])
@@ -131,7 +133,9 @@ def report_sections(store: RunStore, backbones: dict[str, Backbone], doc: Docume
     for bkey, b in backbones.items():
         low = fraction_rows[0][bkey]
         gap = low["pretrained"][0] - low["scratch"][0]
-        crossing = next((r["fraction"] for r in fraction_rows if r[bkey]["pretrained"][0] <= r[bkey]["scratch"][0]), None)
+        crossing = next(
+            (r["fraction"] for r in fraction_rows if r[bkey]["pretrained"][0] <= r[bkey]["scratch"][0]), None
+        )
         findings.append({"name": b.name, "gap_low": gap, "crossing": crossing,
                          "gap_full": fraction_rows[-1][bkey]["pretrained"][0] - fraction_rows[-1][bkey]["scratch"][0]})  # fmt: skip
 
