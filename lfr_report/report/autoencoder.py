@@ -121,6 +121,7 @@ def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dic
         "iv_vs_i": by_row.get("IV", float("nan")) - by_row.get("I", float("nan")),
         "mse": {key: metrics[key]["test_loss"].values[-1] for key in ("plain", "denoising")},
         "clip_results": clip,
+        "loss_floor": float(np.log(runs["clip"].config["batch_size"] / len(spec.classes))),
         "clip_table": clip_table,
         "queries": _query_rows(retrieval, spec.classes),
         "figures": figs,
@@ -224,9 +225,9 @@ def _retrieval_figure(retrieval: dict[str, np.ndarray], classes: tuple[str, ...]
     notes = [[classes[int(y)][:12] for y in row] for row in labels]
     wrong = [[named[q] >= 0 and int(y) != named[q] for y in row] for q, row in enumerate(labels)]
     row_labels = [str(q) if len(str(q)) <= 34 else str(q)[:32] + "…" for q in queries]
-    fig = figures.image_grid(rows, row_labels=row_labels, cell_notes=notes, highlight=wrong, cell_in=0.5)
+    fig = figures.image_grid(rows, row_labels=row_labels, cell_notes=notes, highlight=wrong, cell_in=0.45)
     fig.subplots_adjust(left=0.3)
     return doc.figure(figures.to_data_uri(fig, "png"),
                       f"Text-to-image retrieval: for each query, the {run.config['top_k']} test images whose embeddings "
                       "have the highest cosine similarity with the query's, best first, each with its true class; a red "
-                      "frame marks an image not of the class the query names.", run)  # fmt: skip
+                      "frame marks an image not of the class the query names.", run, width=80)  # fmt: skip
