@@ -36,6 +36,18 @@ def test_resnet18_has_the_cifar_stem_and_a_128_d_output():
     assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 128)
 
 
+def test_resnet20_has_nine_residual_blocks_and_the_papers_size():
+    from lfr_report.models.encoders import BasicBlock
+
+    encoder = build_encoder("resnet20", in_channels=3, dim=128, widths=(16, 32, 64))
+    assert sum(isinstance(m, BasicBlock) for m in encoder.modules()) == 9
+    convs = [m for m in encoder.features.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 19  # the stem and two per block: with the final linear layer, 20 weight layers
+    assert 0.26e6 < sum(p.numel() for p in encoder.features.parameters()) < 0.28e6  # He et al.: 0.27 M
+    assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 128)
+    assert encoder.features[:-2](torch.randn(1, 3, 32, 32)).shape == (1, 64, 8, 8)  # two stages halve 32 -> 8
+
+
 def test_projector_is_three_layers_of_width_d():
     projector = Projector(128, 512)
     linear = [m for m in projector.modules() if isinstance(m, torch.nn.Linear)]
@@ -53,5 +65,5 @@ def test_channels_last_gives_the_same_output():
 
 
 def test_unknown_encoder_is_a_config_error():
-    with pytest.raises(ConfigError, match="known encoders: convnet, resnet18"):
+    with pytest.raises(ConfigError, match="known encoders: convnet, resnet20, resnet18"):
         build_encoder("vit", 3, 128)
