@@ -54,6 +54,17 @@ def test_fine_tuning_learns_a_task_chance_cannot_explain():
     assert result.test_accuracy > 0.9, result
 
 
+def test_every_step_takes_a_whole_batch():
+    train_x, train_y = _bars(100, 0)
+    encoder = build_encoder("convnet", 1, 8, 12, [4], "avg")
+    result = fine_tune(encoder, train_x, train_y, train_x[:10], train_y[:10], mean=(0.3,), std=(0.3,), epochs=2,
+                       batch_size=32, seed=0, progress=False)  # fmt: skip
+    assert result.steps == 6  # 3 batches of 32 an epoch; the 4 left over rotate with the reshuffling
+    small = fine_tune(encoder, train_x[:20], train_y[:20], train_x[:10], train_y[:10], mean=(0.3,), std=(0.3,),
+                      epochs=2, batch_size=32, seed=0, progress=False)  # fmt: skip
+    assert small.steps == 2 and small.labelled == 20  # fewer images than a batch: one batch of all of them
+
+
 @pytest.fixture(scope="session")
 def simclr_runs(tmp_path_factory) -> Path:
     """A file store with every smoke-scale run the SimCLR report needs."""

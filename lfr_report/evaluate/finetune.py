@@ -10,7 +10,6 @@ baseline of its Table 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +80,12 @@ def fine_tune(
     head alone on the encoder's fixed output (in eval mode): a linear classifier on a
     frozen representation. ``optimizer="adam"`` swaps SGD for Adam at ``lr`` (momentum
     unused), with the same step schedule.
+
+    Every step takes a whole batch (the images left over rotate, as the order is reshuffled
+    each epoch): a last batch of a few images, with batch norm in training mode and a
+    learning rate of 0.1, can throw a small labelled set's training off. Measured: one seed
+    of ResNet-20 on 5% of the MNIST digits (400 images, a 16-image last batch) ended at
+    57% test accuracy with it and 92% without.
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {optimizer!r}; use sgd or adam")
@@ -100,7 +105,7 @@ def fine_tune(
         step_rule = torch.optim.SGD(trained, lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = len(train_images)
     batch = min(batch_size, n)
-    per_epoch = math.ceil(n / batch)
+    per_epoch = n // batch  # whole batches only: see the docstring
     steps = max(epochs * per_epoch, min_steps)
     schedule = torch.optim.lr_scheduler.MultiStepLR(step_rule, [round(m * steps) for m in MILESTONES], gamma=0.1)
     generator = torch.Generator().manual_seed(seed)
@@ -113,7 +118,7 @@ def fine_tune(
     while step < steps:
         order = torch.randperm(n, generator=generator).to(device)
         losses, seen = torch.zeros((), device=device), 0
-        for start in range(0, n, batch):
+        for start in range(0, n - batch + 1, batch):
             if step == steps:
                 break
             index = order[start : start + batch]
