@@ -63,7 +63,7 @@ def config():
     seed = 0  # seeds the split, the weights, the batches and the captions drawn
     device = "auto"  # auto | cpu | cuda
     dataset = "fashion_mnist"  # any labelled data set: its class names make the captions
-    train_size = 20000  # captioned training images (the problem: Flickr-8k's ~8,000 images, 5 captions each)
+    train_size = 20000  # captioned training images (Simple CLIP, which the problem builds on: Flickr-8k, ~8,000 images)
     labelled = 5000  # other training images for the linear probe (as the autoencoder's classifiers get)
     test_size = None  # test images scored and searched (None: the whole test split)
     widths = [32, 64, 128]  # channels of the image ConvNet's 3x3 blocks (flattened map, then a linear layer)
@@ -76,7 +76,7 @@ def config():
     batch_size = 256  # N of equation (1): each image is scored against N captions
     lr = 1e-3  # Adam learning rate, both encoders and heads
     probe_epochs = 20  # linear probe: passes over the labelled images (Adam, as the autoencoder's method I)
-    probe_lr = 1e-3
+    probe_lr = 1e-3  # its Adam learning rate (times 0.1 at 100/180 and 150/180 of the steps)
     probe_seeds = [0, 1, 2]  # one probe per seed; the report shows mean and std
     top_k = 8  # images retrieved per query
     queries = ["a black and white photo of a sneaker on a plain background", "dogs in the park"]  # free text, beside one "a photo of a <class>" query per class
