@@ -109,9 +109,9 @@ def test_report_answers_problem_set_7_in_order_from_the_runs(ae_runs, isolated):
     assert "This run used neither" in text  # says which encoders were used
     runs = report.gather_runs(store, "smoke")
     for key, kind in (("plain", "frozen"), ("plain", "random"), ("denoising", "frozen")):
-        mean, std = report.mean_std(store.metrics(runs[key].id)[f"accuracy_{kind}"])
+        mean, std = store.metrics(runs[key].id)[f"accuracy_{kind}"].mean_std()
         assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text, (key, kind)
-    mean, std = report.mean_std(store.metrics(runs["clip"].id)["probe_accuracy"])
+    mean, std = store.metrics(runs["clip"].id)["probe_accuracy"].mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text
     assert len(store.runs()) == 3  # nothing was rerun
 

@@ -98,9 +98,9 @@ def test_report_has_the_example_reports_tables_from_the_runs(simclr_runs, isolat
         assert heading in text, heading
     backbones = simclr.gather_runs(store, "smoke")
     conv = backbones["convnet"]
-    mean, std = simclr.mean_std(store.metrics(conv.pretrain.id)["transfer_probe_test_accuracy"])
+    mean, std = store.metrics(conv.pretrain.id)["transfer_probe_test_accuracy"].mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # Table 1 holds the run's own numbers
-    mean, std = simclr.mean_std(store.metrics(conv.scratch.id)["test_accuracy_1pct"])
+    mean, std = store.metrics(conv.scratch.id)["test_accuracy_1pct"].mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # and Table 2 too
     assert len(store.runs()) == 6  # nothing was rerun
 

@@ -27,7 +27,6 @@ from lfr_report.report.document import Document, run_summary
 from lfr_report.report.notes import read_note
 from lfr_report.report.render import render_html, write_pdf
 from lfr_report.report.runner import find_or_run
-from lfr_report.report.simclr import mean_std
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import Run, RunStore
 
@@ -80,7 +79,7 @@ def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dic
     for row, key, kind, what in METHODS:
         metric = metrics[key].get(f"accuracy_{kind}")
         if metric is not None:
-            methods.append({"row": row, "what": what, "run": runs[key].id, "accuracy": mean_std(metric),
+            methods.append({"row": row, "what": what, "run": runs[key].id, "accuracy": metric.mean_std(),
                             "seeds": len(metric.values)})  # fmt: skip
     by_row = {m["row"]: m["accuracy"][0] for m in methods}
     methods_table = doc.table("Linear classifiers on the autoencoder's representation: test accuracy (%), mean ± std "
@@ -89,7 +88,7 @@ def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dic
 
     clip_metrics = metrics["clip"]
     clip = {
-        "probe": mean_std(clip_metrics["probe_accuracy"]),
+        "probe": clip_metrics["probe_accuracy"].mean_std(),
         "zero_shot": clip_metrics["zero_shot_accuracy"].values[-1],
         "precision": clip_metrics["retrieval_precision"].values[-1],
         "probe_seeds": len(clip_metrics["probe_accuracy"].values),

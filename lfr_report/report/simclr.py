@@ -32,7 +32,7 @@ from lfr_report.report.notes import read_note
 from lfr_report.report.render import render_html, write_pdf
 from lfr_report.report.runner import find_or_run
 from lfr_report.tracking.artifacts import read_torch
-from lfr_report.tracking.store import Metric, Run, RunStore, run_key
+from lfr_report.tracking.store import Run, RunStore, run_key
 
 BACKBONES = {"convnet": ("ConvNet", []), "resnet": ("ResNet", ["resnet"])}  # key -> (name, named configs)
 NOTE_KEYS = ("pretraining", "linear", "semi-supervised", "conclusions")
@@ -83,12 +83,6 @@ def build(store: RunStore, scale: str, out: Path) -> Path:
     return write_pdf(render_html("simclr.html", context), out)
 
 
-def mean_std(metric: Metric) -> tuple[float, float]:
-    """Mean and (population) standard deviation over the seeds a metric was logged for."""
-    values = np.asarray(metric.values, dtype=float)
-    return float(values.mean()), float(values.std())
-
-
 def report_sections(store: RunStore, backbones: dict[str, Backbone], doc: Document) -> dict[str, Any]:
     """Tables, figures and result sentences, in the order the template shows them."""
     metrics = {
@@ -108,8 +102,8 @@ def report_sections(store: RunStore, backbones: dict[str, Backbone], doc: Docume
 
     linear_rows = []
     for b in backbones.values():
-        linear = mean_std(metrics[b.pretrain.id]["transfer_probe_test_accuracy"])
-        supervised = mean_std(metrics[b.scratch.id]["test_accuracy_100pct"])
+        linear = metrics[b.pretrain.id]["transfer_probe_test_accuracy"].mean_std()
+        supervised = metrics[b.scratch.id]["test_accuracy_100pct"].mean_std()
         linear_rows.append({"name": b.name, "linear": linear, "supervised": supervised,
                             "runs": f"{b.pretrain.id}, {b.scratch.id}"})  # fmt: skip
     linear_table = doc.table("Linear evaluation: top-1 accuracy (%) of a linear layer on the frozen pretrained backbone, "
@@ -121,8 +115,8 @@ def report_sections(store: RunStore, backbones: dict[str, Backbone], doc: Docume
     for fraction, key in zip(fractions, keys, strict=True):
         row: dict[str, Any] = {"fraction": fraction}
         for bkey, b in backbones.items():
-            row[bkey] = {"pretrained": mean_std(metrics[b.pretrained.id][f"test_accuracy_{key}"]),
-                         "scratch": mean_std(metrics[b.scratch.id][f"test_accuracy_{key}"])}  # fmt: skip
+            row[bkey] = {"pretrained": metrics[b.pretrained.id][f"test_accuracy_{key}"].mean_std(),
+                         "scratch": metrics[b.scratch.id][f"test_accuracy_{key}"].mean_std()}  # fmt: skip
         fraction_rows.append(row)
     fraction_table = doc.table("Semi-supervised learning: top-1 accuracy (%) after fine-tuning the whole network on a "
                                "stratified fraction of the labels, from the SimCLR weights ('Pre-trained') and from "

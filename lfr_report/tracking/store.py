@@ -64,6 +64,13 @@ class Metric:
     steps: list[int]
     values: list[float]
 
+    def mean_std(self) -> tuple[float, float]:
+        """Mean and (population) standard deviation of the values: over seeds, for a metric
+        logged once per seed (step = the seed's index)."""
+        n = len(self.values)
+        mean = sum(self.values) / n
+        return mean, (sum((v - mean) ** 2 for v in self.values) / n) ** 0.5
+
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"data": {"name": "x"}}`` -> ``{"data.name": "x"}``; values are JSON-normalised (tuples become lists)."""
