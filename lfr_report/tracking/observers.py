@@ -13,8 +13,11 @@ line names none of Sacred's observer flags:
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sacred import Experiment
 from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
@@ -41,11 +44,34 @@ def names_an_observer(argv: Sequence[str]) -> bool:
     return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in _OBSERVER_OPTIONS)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, ``docker stop``, a CI timeout) as Ctrl-C while the block runs.
+
+    By default SIGTERM ends Python at once: no ``finally``, no observer call, and the run
+    stays RUNNING in the store for ever. As a ``KeyboardInterrupt`` it lets Sacred record
+    the run as INTERRUPTED and the training loops keep their last checkpoint.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
     """Run ``ex`` from the command line as Sacred does, with the default observer unless one is named.
 
     ``--help``, ``print_config`` and the other informational commands start no run
-    and need no observer, so for them none is connected.
+    and need no observer, so for them none is connected. A SIGTERM stops the run as
+    Ctrl-C does: recorded INTERRUPTED, exit status non-zero.
     """
     argv = list(sys.argv if argv is None else argv)
     informational = {
@@ -63,7 +89,8 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         except LfrError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
-    ex.run_commandline(argv)
+    with sigterm_as_interrupt():
+        ex.run_commandline(argv)
 
 
 def run_location(run) -> str:
