@@ -71,6 +71,10 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     assert len(subsets.values) == runs.baselines[100].config["eval_seeds"]  # one per random subset drawn
     mean, std = subsets.mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
+    dsm_baseline = runs.option_baselines["dsm"]  # the DSM option's D is set against a DSM-refitted subset
+    assert dsm_baseline.config["noise"] > 0 and dsm_baseline.config["solver"] == "baselines"
+    mean, std = store.metrics(dsm_baseline.id)["random_subset_test_accuracy"].mean_std()
+    assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
     assert len({run.id for run, _ in runs.roles()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 
