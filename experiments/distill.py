@@ -4,7 +4,8 @@
     python experiments/distill.py with value              # optimal-value reformulation
     python experiments/distill.py with implicit           # implicit differentiation (CG on Hessian-vector products)
     python experiments/distill.py with baselines          # no distillation: protocol (b)'s baselines for |D|
-    python experiments/distill.py with diversity dsm size=500 tasks='["mnist", "fashion_mnist"]'
+    python experiments/distill.py with with_diversity dsm size=500 tasks='["mnist", "fashion_mnist"]'
+    python experiments/distill.py with value exact_sm   # the inner loss with Hyvarinen's trace term
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
 
@@ -71,6 +72,7 @@ def config():
     sigma2 = 1.0  # sigma^2 of the Gaussian visible units (the course's)
     weight_decay = 1e-4  # on W in the inner loss (the course's)
     noise = 0.0  # DSM corruption std; 0 is the course's (improper) score matching, e.g. 0.3 makes it proper
+    trace = False  # True: add Hyvarinen's trace term, exact score matching (proper without noise; not with noise)
     epochs = 100  # passes over each task's real training images
     batch_size = 100  # real images per outer step and task (the course's)
     lr = 1e-3  # Adam on D, w and the heads (the course's 1e-4 needs 200+ epochs; see `full`)
@@ -149,6 +151,11 @@ def with_diversity():
 @ex.named_config
 def dsm():
     noise = 0.3  # denoising score matching: a proper scoring rule (a tied denoising autoencoder)
+
+
+@ex.named_config
+def exact_sm():
+    trace = True  # exact score matching: the course's loss plus Hyvarinen's trace term, a proper scoring rule
 # fmt: on
 
 
@@ -167,6 +174,8 @@ def check(config, command_name, logger):
     for key in ("weight_decay", "noise", "diversity", "damping"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
+    if config["trace"] and config["noise"] > 0:
+        raise ConfigError("trace (exact score matching) and noise > 0 (denoising) are two proper losses; choose one")
     if config["lr_decay"] not in ("constant", "cosine"):
         raise ConfigError(f"lr_decay must be constant or cosine, got {config['lr_decay']!r}")
     if not config["tasks"]:
@@ -217,11 +226,11 @@ def run_baselines(_run, spec: InnerSpec, task: Task, size: int, retrain_steps: i
 
 @ex.main
 def main(_run, _seed, scale, tasks, train_size, test_size, solver, size, init_high, hidden, sigma2, weight_decay, noise,
-         epochs, batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
+         trace, epochs, batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
          retrain_steps, retrain_lr, eval_seeds, snapshots):  # fmt: skip
     begin_run(_run, _seed, "cpu")  # small dense problems: the CPU is the right device
     real = [load_task(name, train_size, test_size, _seed) for name in tasks]
-    spec = InnerSpec(hidden, sigma2, weight_decay, noise)
+    spec = InnerSpec(hidden, sigma2, weight_decay, noise, trace)
     _run.info.update(train_images=[len(t.train_x) for t in real], test_images=[len(t.test_x) for t in real],
                      dataset=" + ".join(tasks), data_source="; ".join(t.source for t in real))  # fmt: skip
     if solver == "baselines":

@@ -20,7 +20,7 @@ from lfr_report.distill import (
     inner_loss,
     reconstruct,
 )
-from lfr_report.distill.inner import residual
+from lfr_report.distill.inner import residual, trace_term
 
 
 def _params(d=7, k=5, seed=0, dtype=torch.float64) -> AEParams:
@@ -30,17 +30,28 @@ def _params(d=7, k=5, seed=0, dtype=torch.float64) -> AEParams:
 
 
 @pytest.mark.parametrize("sigma2", [1.0, 0.5])
-@pytest.mark.parametrize("denoising", [False, True])
-def test_analytic_inner_gradient_matches_autograd(sigma2, denoising):
+@pytest.mark.parametrize("loss_kind", ["score matching", "denoising", "exact (trace term)"])
+def test_analytic_inner_gradient_matches_autograd(sigma2, loss_kind):
     params = AEParams(*(p.requires_grad_() for p in _params()))
     g = torch.Generator().manual_seed(1)
     x = torch.rand(11, 7, generator=g, dtype=torch.float64)
-    x_in = x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64) if denoising else x
-    loss = inner_loss(params, x, x_in, sigma2, weight_decay=1e-2)
+    x_in = x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64) if loss_kind == "denoising" else x
+    trace = loss_kind.startswith("exact")
+    loss = inner_loss(params, x, x_in, sigma2, weight_decay=1e-2, trace=trace)
     reference = torch.autograd.grad(loss, params)
-    analytic = inner_grad(params, x, x_in, sigma2, weight_decay=1e-2)
+    analytic = inner_grad(params, x, x_in, sigma2, weight_decay=1e-2, trace=trace)
     for a, r in zip(analytic, reference, strict=True):
         assert (a - r).norm() / r.norm() < 1e-5
+
+
+@pytest.mark.parametrize("sigma2", [1.0, 0.5])
+def test_trace_term_is_the_trace_of_the_score_jacobian(sigma2):
+    """Hyvarinen's term, against the Jacobian of psi(x) = (a - x)/sigma^2 + W s(W^T x + b) by autograd."""
+    params = _params()
+    x = torch.rand(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    traces = [torch.autograd.functional.jacobian(lambda v: residual(params, v[None], sigma2=sigma2)[0], xn).trace()
+              for xn in x]  # fmt: skip
+    torch.testing.assert_close(trace_term(params, x, sigma2), torch.stack(traces).mean())
 
 
 def test_the_penalty_differentiates_through_the_analytic_gradient():
@@ -62,14 +73,20 @@ def test_reconstruction_is_where_the_score_vanishes():
     torch.testing.assert_close(reconstruct(params, x) - x, r)  # sigma2 = 1: AE(x) - x = sigma^2 psi(x)
 
 
-def test_implicit_hypergradient_matches_finite_differences():
+@pytest.mark.parametrize("trace", [False, True], ids=["score matching", "exact score matching"])
+def test_implicit_hypergradient_matches_finite_differences(trace):
     """On a tiny problem solved to convergence, the CG hypergradient of an outer loss
     equals the central difference of that loss through re-solved inner problems."""
     torch.set_default_dtype(torch.float64)
     try:
-        spec = InnerSpec(
-            hidden=3, weight_decay=0.01
-        )  # enough decay for an isolated minimum, not so much the units coincide
+        # Enough decay for an isolated minimum, not so much the units coincide. With the trace
+        # term and sigma^2 = 1 (wider than the data) the minimum is W = 0, where b is free: a
+        # singular Hessian; a narrow sigma^2 gives the hidden units something to model.
+        spec = (
+            InnerSpec(hidden=3, sigma2=0.05, weight_decay=0.1, trace=True)
+            if trace
+            else InnerSpec(hidden=3, weight_decay=0.01)
+        )
         g = torch.Generator().manual_seed(3)
         D = torch.rand(6, 5, generator=g)
         x_real = torch.rand(8, 5, generator=g)
@@ -87,7 +104,7 @@ def test_implicit_hypergradient_matches_finite_differences():
 
             def closure():
                 lbfgs.zero_grad()
-                loss = inner_loss(w, data, None, spec.sigma2, spec.weight_decay)
+                loss = spec.loss_at(w, data, data)
                 loss.backward()
                 return loss
 
@@ -95,7 +112,7 @@ def test_implicit_hypergradient_matches_finite_differences():
             return AEParams(*(p.detach() for p in w))
 
         w = solve(D)
-        assert grad_norm2(inner_grad(w, D, None, spec.sigma2, spec.weight_decay)) < 1e-16
+        assert grad_norm2(spec.grad_at(w, D, D)) < 1e-12  # a stationary point, to machine precision
         leaf = AEParams(*(p.clone().requires_grad_() for p in w))
         grad_w = [g if g is not None else torch.zeros_like(p)
                   for p, g in zip(leaf, torch.autograd.grad(outer(leaf), leaf, allow_unused=True), strict=True)]  # fmt: skip
@@ -121,9 +138,11 @@ def _task(n=200, d=16, seed=0) -> Task:
 
 
 @pytest.mark.parametrize("solver", ["penalty", "value", "implicit"])
-def test_each_solver_learns_the_task_and_keeps_its_terms_finite(solver):
+@pytest.mark.parametrize("spec", [InnerSpec(hidden=4), InnerSpec(hidden=4, noise=0.3), InnerSpec(hidden=4, trace=True)],
+                         ids=["score matching", "denoising", "exact score matching"])  # fmt: skip
+def test_each_solver_learns_the_task_and_keeps_its_terms_finite(solver, spec):
     task = _task()
-    distiller = Distiller(solver, InnerSpec(hidden=4), [task], size=10, lr=1e-2, rho=1.0, seed=0)
+    distiller = Distiller(solver, spec, [task], size=10, lr=1e-2, rho=1.0, seed=0)
     first = last = None
     for _ in range(150):
         terms = distiller.step([(task.train_x, task.train_y)])

@@ -61,7 +61,7 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     pages, text = pdf_text(out)
     assert 2 <= pages <= 12
     for heading in ("What was done beyond the baseline code", "The three solvers", "Visualisations", "Sizes of D",
-                    "Options: diversity, denoising score matching", "Problems and surprises"):  # fmt: skip
+                    "Options: diversity, proper inner losses", "Problems and surprises"):  # fmt: skip
         assert heading in text
     runs = distillation.gather_runs(store, "smoke")
     for solver, run in runs.solvers.items():  # protocol (b): mean +- std over the refits of w
@@ -71,10 +71,11 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     assert len(subsets.values) == runs.baselines[100].config["eval_seeds"]  # one per random subset drawn
     mean, std = subsets.mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
-    dsm_baseline = runs.option_baselines["dsm"]  # the DSM option's D is set against a DSM-refitted subset
-    assert dsm_baseline.config["noise"] > 0 and dsm_baseline.config["solver"] == "baselines"
-    mean, std = store.metrics(dsm_baseline.id)["random_subset_test_accuracy"].mean_std()
-    assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
+    for key, flag in (("dsm", "noise"), ("exact_sm", "trace")):  # each loss's D against a subset refitted with it
+        option, baseline = runs.options[key], runs.option_baselines[key]
+        assert option.config[flag] and baseline.config[flag] and baseline.config["solver"] == "baselines"
+        mean, std = store.metrics(baseline.id)["random_subset_test_accuracy"].mean_std()
+        assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
     assert len({run.id for run, _ in runs.roles()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 
@@ -88,8 +89,13 @@ def test_diverging_run_stops_with_epoch_and_term_and_is_failed(isolated):
     assert statuses == ["FAILED"]
 
 
-def test_unknown_solver_fails_before_a_run(isolated):
-    done = _cli("with", "smoke", "solver=newton", cwd=isolated)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["solver=newton"], "unknown solver 'newton'"),
+     (["dsm", "exact_sm"], "trace (exact score matching) and noise > 0 (denoising) are two proper losses")],
+)  # fmt: skip
+def test_impossible_config_fails_before_a_run(isolated, args, message):
+    done = _cli("with", "smoke", *args, cwd=isolated)
     assert done.returncode == 1
-    assert "unknown solver 'newton'" in done.stderr.strip().splitlines()[-1]
+    assert message in done.stderr.strip().splitlines()[-1]
     assert list((isolated / "runs").glob("*/run.json")) == []

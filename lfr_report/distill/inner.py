@@ -16,8 +16,12 @@ Model (x in R^d, K hidden units, W = (w_1 .. w_K) in R^{d x K}, b in R^K, a in R
   of the noise kernel, -(x~ - x)/noise^2; with noise^2 = sigma^2 the residual is
   r = (a - x) / sigma^2 + W s(W^T x~ + b): exactly a tied-weight denoising autoencoder.
 
-Both are ``inner_loss(params, x, x_in)`` with the hidden units computed at ``x_in``
-(``x_in = x`` for plain score matching). ``inner_grad`` is its gradient in (W, b, a)
+* **exact score matching** (Hyvarinen's objective, ``trace=True``, proper without noise):
+  the same loss plus the trace term 1/N sum_n tr(grad_x psi(x_n)), which for this model is
+  -d / sigma^2 + 1/N sum_n sum_k ||w_k||^2 s'(w_k^T x_n + b_k).
+
+All are ``inner_loss(params, x, x_in, trace=...)`` with the hidden units computed at ``x_in``
+(``x_in = x`` for plain and exact score matching). ``inner_grad`` is its gradient in (W, b, a)
 written out as the assignment's hints derive it, vectorised over the batch; the quadratic
 penalty of the distillation solvers is the squared norm of that gradient, and autograd
 differentiates *through* it (to D and w) without a second-order trick.
@@ -61,15 +65,23 @@ def residual(params: AEParams, x: Tensor, x_in: Tensor | None = None, sigma2: fl
     return (params.a - x) / sigma2 + features(params, x_in) @ params.W.T
 
 
+def trace_term(params: AEParams, x: Tensor, sigma2: float = 1.0) -> Tensor:
+    """1/N sum_n tr(grad_x psi(x_n)) = -d / sigma^2 + 1/N sum_n sum_k ||w_k||^2 s'(w_k^T x_n + b_k),
+    the term that makes score matching a proper scoring rule (Hyvarinen 2005)."""
+    h = features(params, x)
+    return -x.shape[1] / sigma2 + ((h * (1 - h)).mean(0) * params.W.pow(2).sum(0)).sum()
+
+
 def inner_loss(params: AEParams, x: Tensor, x_in: Tensor | None = None, sigma2: float = 1.0,
-               weight_decay: float = 0.0) -> Tensor:  # fmt: skip
-    """1/(2N) sum_n ||r_n||^2 (+ weight_decay/2 ||W||^2); see the module docstring."""
+               weight_decay: float = 0.0, trace: bool = False) -> Tensor:  # fmt: skip
+    """1/(2N) sum_n ||r_n||^2 (+ the trace term) (+ weight_decay/2 ||W||^2); see the module docstring."""
     r = residual(params, x, x_in, sigma2)
-    return 0.5 * r.pow(2).sum() / len(x) + 0.5 * weight_decay * params.W.pow(2).sum()
+    loss = 0.5 * r.pow(2).sum() / len(x) + 0.5 * weight_decay * params.W.pow(2).sum()
+    return loss + trace_term(params, x, sigma2) if trace else loss
 
 
 def inner_grad(params: AEParams, x: Tensor, x_in: Tensor | None = None, sigma2: float = 1.0,
-               weight_decay: float = 0.0) -> AEParams:  # fmt: skip
+               weight_decay: float = 0.0, trace: bool = False) -> AEParams:  # fmt: skip
     """grad of ``inner_loss`` in (W, b, a), written out (the assignment's hints):
 
         h = s(W^T x_in + b),  h' = s'(W^T x_in + b) = h (1 - h),  r as in ``residual``
@@ -78,8 +90,13 @@ def inner_grad(params: AEParams, x: Tensor, x_in: Tensor | None = None, sigma2: 
         grad_a = 1/N sum_n r_n / sigma^2
 
     The k-th column of grad_W is the hint's (s(w_k^T x + b_k) 1 + s'(w_k^T x + b_k) w_k x^T) r,
-    summed over the batch. Built from differentiable tensor operations, so autograd can
-    differentiate the returned gradient again (to the data or to the weights).
+    summed over the batch. With ``trace`` (x_in = x), h'' = h' (1 - 2h) and c_k = ||w_k||^2:
+
+        grad_W[:, k] += 1/N sum_n [ 2 w_k h'_nk + c_k h''_nk x_n ]
+        grad_b[k]    += 1/N sum_n c_k h''_nk
+
+    Built from differentiable tensor operations, so autograd can differentiate the
+    returned gradient again (to the data or to the weights).
     """
     x_in = x if x_in is None else x_in
     n = len(x)
@@ -88,7 +105,12 @@ def inner_grad(params: AEParams, x: Tensor, x_in: Tensor | None = None, sigma2: 
     r = (params.a - x) / sigma2 + h @ params.W.T  # (N, d)
     back = (r @ params.W) * dh  # (N, K): W^T r * s'
     grad_W = (r.T @ h + x_in.T @ back) / n + weight_decay * params.W
-    return AEParams(grad_W, back.sum(0) / n, r.sum(0) / (n * sigma2))
+    grad_b = back.sum(0) / n
+    if trace:
+        curve = dh * (1 - 2 * h) * params.W.pow(2).sum(0)  # (N, K): c_k h''_nk
+        grad_W = grad_W + 2 * params.W * dh.mean(0) + x_in.T @ curve / n
+        grad_b = grad_b + curve.mean(0)
+    return AEParams(grad_W, grad_b, r.sum(0) / (n * sigma2))
 
 
 def grad_norm2(grad: AEParams) -> Tensor:

@@ -64,12 +64,14 @@ class Task:
 
 @dataclass
 class InnerSpec:
-    """The inner learner: hidden units, sigma^2, weight decay, and DSM noise (0: plain score matching)."""
+    """The inner learner: hidden units, sigma^2, weight decay, and which score-matching loss:
+    the course's (noise 0, no trace), denoising (noise > 0) or exact (the trace term)."""
 
     hidden: int = 64
     sigma2: float = 1.0
     weight_decay: float = 1e-4
     noise: float = 0.0  # std of the DSM corruption; 0 is the course's score matching
+    trace: bool = False  # Hyvarinen's trace term: exact score matching, proper without noise
 
     def corrupt(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The input at which the hidden units are computed: x itself, or x + noise for DSM."""
@@ -77,11 +79,19 @@ class InnerSpec:
             return x
         return x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)
 
+    def loss_at(self, w: AEParams, x: Tensor, x_in: Tensor) -> Tensor:
+        """L_inner(w; x) with the hidden units at ``x_in`` (one ``corrupt`` draw shared by several calls)."""
+        return inner_loss(w, x, x_in, self.sigma2, self.weight_decay, self.trace)
+
+    def grad_at(self, w: AEParams, x: Tensor, x_in: Tensor) -> AEParams:
+        """The analytic grad_w L_inner(w; x) with the hidden units at ``x_in``."""
+        return inner_grad(w, x, x_in, self.sigma2, self.weight_decay, self.trace)
+
     def loss(self, w: AEParams, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return inner_loss(w, x, self.corrupt(x, generator), self.sigma2, self.weight_decay)
+        return self.loss_at(w, x, self.corrupt(x, generator))
 
     def grad(self, w: AEParams, x: Tensor, generator: torch.Generator | None = None) -> AEParams:
-        return inner_grad(w, x, self.corrupt(x, generator), self.sigma2, self.weight_decay)
+        return self.grad_at(w, x, self.corrupt(x, generator))
 
 
 def _leaf(params: AEParams) -> AEParams:
@@ -146,7 +156,7 @@ def hypergradient(spec: InnerSpec, w: AEParams, D: Tensor, grad_w_out: Sequence[
     x_in = spec.corrupt(D, generator)  # one noise draw for H and the mixed term alike
 
     def inner_gradient():
-        return inner_grad(w, D, x_in, spec.sigma2, spec.weight_decay)
+        return spec.grad_at(w, D, x_in)
 
     def hvp(v):
         g = inner_gradient()
@@ -213,9 +223,9 @@ class Distiller:
         elif self.solver == "value":
             self._inner_steps(self.w_min, self.inner_optimizer)
             x_in = self.spec.corrupt(self.D, self.generator)  # one noise draw for both losses (DSM)
-            here = inner_loss(self.w, self.D, x_in, self.spec.sigma2, self.spec.weight_decay)
+            here = self.spec.loss_at(self.w, self.D, x_in)
             w_min = AEParams(*(p.detach() for p in self.w_min))
-            best = inner_loss(w_min, self.D, x_in, self.spec.sigma2, self.spec.weight_decay)
+            best = self.spec.loss_at(w_min, self.D, x_in)
             if here.item() < best.item():  # w is the better estimate of the inner minimum: track from there
                 with torch.no_grad():
                     for p, q in zip(self.w_min, self.w, strict=True):

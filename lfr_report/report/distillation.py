@@ -8,9 +8,9 @@ surprises met. Runs it needs, found in the store or run (each at the report's sc
 three solvers          ``distill with <scale> penalty`` / ``value`` / ``implicit`` (|D| = 100)
 baselines              ``distill with <scale> baselines size=<n>`` for every |D| shown
 sizes of D             ``distill with <scale> <best solver> size=<n>`` for n in SIZES
-options                ``... with_diversity``, ``... dsm`` and (not at smoke scale) two tasks
-their baselines        ``distill with <scale> baselines dsm`` and ``... tasks=["fashion_mnist"]``: the
-                       random subset refitted with the option's inner loss, on its second task
+options                ``... with_diversity``, ``... dsm``, ``... exact_sm`` and (not at smoke scale) two tasks
+their baselines        ``distill with <scale> baselines dsm`` / ``exact_sm`` / ``tasks=["fashion_mnist"]``:
+                       the random subset refitted with the option's inner loss, on its second task
 =====================  =========================================================================
 
 The best solver is the one with the highest protocol-(b) accuracy at |D| = 100; the
@@ -50,8 +50,8 @@ class DistillRuns:
     baselines: dict[int, Run]  # |D| -> baselines run
     sizes: dict[int, Run]  # |D| -> best solver's run
     best: str
-    options: dict[str, Run]  # "diversity" | "dsm" | "multitask" -> run of the best solver
-    option_baselines: dict[str, Run]  # "dsm" | second task's name -> baselines run at |D| = MAIN_SIZE
+    options: dict[str, Run]  # "diversity" | "dsm" | "exact_sm" | "multitask" -> run of the best solver
+    option_baselines: dict[str, Run]  # "dsm" | "exact_sm" | second task's name -> baselines run at |D| = MAIN_SIZE
 
     def roles(self) -> list[tuple[Run, str]]:
         listed = [(run, f"{SOLVER_NAMES[s]}, |D| = {run.config['size']}") for s, run in self.solvers.items()]
@@ -64,6 +64,7 @@ class DistillRuns:
 
 
 OPTION_NAMES = {"diversity": "diversity term", "dsm": "denoising score matching",
+                "exact_sm": "exact score matching (trace term)",
                 "multitask": "two tasks (MNIST digits and Fashion-MNIST)"}  # fmt: skip
 
 
@@ -95,9 +96,11 @@ def gather_runs(store: RunStore, scale: str) -> DistillRuns:
     options = {
         "diversity": find_or_run(store, "distill", [scale, best, "with_diversity"], main),
         "dsm": find_or_run(store, "distill", [scale, best, "dsm"], main),
+        "exact_sm": find_or_run(store, "distill", [scale, best, "exact_sm"], main),
     }
     # The random subset each option's D must beat: refitted with the same inner loss, on the same task.
-    option_baselines = {"dsm": find_or_run(store, "distill", [scale, "baselines", "dsm"], main)}
+    loss_options = ("dsm", "exact_sm")
+    option_baselines = {key: find_or_run(store, "distill", [scale, "baselines", key], main) for key in loss_options}
     if scale != "smoke":  # the smoke scale's synthetic gratings have no second data set of their shape
         options["multitask"] = find_or_run(store, "distill", [scale, best], {**main, "tasks": MULTITASK})
         second = MULTITASK[1]
@@ -238,6 +241,7 @@ def report_sections(store: RunStore, runs: DistillRuns, doc: Document) -> dict[s
         "figures": _figures(store, runs, metrics, doc), "baseline_run": runs.baselines[MAIN_SIZE].id,
         "supervised": _last(base, "supervised_test_accuracy"),
         "diversity_weight": runs.options["diversity"].config["diversity"], "dsm_noise": runs.options["dsm"].config["noise"],
+        "multitask": "multitask" in runs.options,
     }  # fmt: skip
 
 
