@@ -234,7 +234,7 @@ def report_sections(store: RunStore, runs: DistillRuns, doc: Document) -> dict[s
     exact = runs.options["exact_sm"]
     norms = {key: float(np.linalg.norm(read_npz(store, run.id, "distilled.npz")["W"], axis=0).mean())
              for key, run in (("plain", runs.solvers[runs.best]), ("exact", exact))}  # fmt: skip
-    exact_subset = _spread(metrics[runs.option_baselines["exact_sm"].id]["random_subset_test_accuracy"])[0]
+    exact_subset = random_subset("exact_sm")["subset"]
     random_features = _last(base, "random_features_test_accuracy")
     if norms["exact"] < 0.5 * norms["plain"]:
         observations.append(f"Exact score matching kept the filters small (mean column norm of W {norms['exact']:.2f} "
