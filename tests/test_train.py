@@ -49,14 +49,15 @@ def test_every_term_is_logged_per_batch_and_per_epoch():
 
 def test_resumed_training_matches_uninterrupted_training(tmp_path):
     checkpoint = tmp_path / "ck.pt"
-    _, _, uninterrupted = _fit(2)
+    whole, whole_logged, uninterrupted = _fit(2)
     _fit(1, checkpoint)  # "killed" after epoch 1: only the checkpoint survives
     result, logged, resumed = _fit(2, checkpoint)
     assert result.resumed_from_epoch == 1 and result.epochs_run == 1
-    # The replayed history holds epoch 1, so the run's curve is whole.
+    # The replayed history holds epoch 1, so the run's curve is whole, and equal float for float.
     assert [step for name, step, _ in logged if name == "train_loss"] == list(range(8))
+    assert logged == whole_logged and result.last_test_terms == whole.last_test_terms
     for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)
+        assert torch.equal(a, b)
 
 
 def test_checkpoint_write_is_atomic(tmp_path):

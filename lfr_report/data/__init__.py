@@ -1,4 +1,5 @@
-"""Datasets (registry and real on-disk formats), offline sources and batched augmentations."""
+"""Datasets (registry and real on-disk formats), offline sources, batched augmentations and the
+one normalisation of images (``normalise``)."""
 
 from lfr_report.data.augment import Augment, AugmentParams
 from lfr_report.data.datasets import (
@@ -10,6 +11,7 @@ from lfr_report.data.datasets import (
     load_dataset,
     subset_index,
 )
+from lfr_report.data.normalise import normalise
 
 __all__ = [
     "DATASETS",
@@ -20,5 +22,6 @@ __all__ = [
     "data_dir",
     "get_spec",
     "load_dataset",
+    "normalise",
     "subset_index",
 ]

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lfr_report.data.normalise import normalise, to_float
+
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale uses.
 _LUMA = (0.299, 0.587, 0.114)
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -71,9 +73,9 @@ class Augment:
         if params.blur_kernel % 2 != 1:
             raise ValueError(f"blur_kernel must be odd, got {params.blur_kernel}")
         self.params = params
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.channel_mean, self.channel_std = tuple(mean), tuple(std)
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C, 1, 1), to undo the normalisation of a view
         self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self._stats: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``images`` and normalise them with the dataset's mean and std."""
@@ -91,17 +93,8 @@ class Augment:
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardise a float batch in [0, 1] with the dataset's per-channel mean and std."""
-        key = (x.device, x.dtype)
-        if key not in self._stats:  # copied to the device once, not per batch
-            self._stats[key] = (self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype))
-        mean, std = self._stats[key]
-        return (x - mean) / std
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float32 in [0, 1]; float images are returned as float32 unchanged."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        """Standardise a batch (float in [0, 1], or uint8) with the dataset's per-channel mean and std."""
+        return normalise(x, self.channel_mean, self.channel_std)
 
 
 def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

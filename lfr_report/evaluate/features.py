@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lfr_report.data.normalise import normalise
+
 
 @torch.no_grad()
 def encode(
@@ -20,11 +22,8 @@ def encode(
     per-channel ``mean`` and ``std``; a float32 CPU tensor ``(N, dim)``."""
     encoder.eval()
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
     out = []
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
-        batch = ((batch - mean_t) / std_t).contiguous(memory_format=layout)
+        batch = normalise(images[start : start + batch_size].to(device, non_blocking=True), mean, std, layout)
         out.append(encoder(batch).float().cpu())
     return torch.cat(out)

@@ -10,16 +10,20 @@ baseline of its Table 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from lfr_report.data.normalise import normalise
 from lfr_report.evaluate.linear_probe import accuracy
+from lfr_report.ssl.train import _save_atomic, load_checkpoint, set_rng_state, train_loop
 
 MILESTONES = (100 / 180, 150 / 180)  # the example's epochs 100 and 150 of 180, as fractions of training
+SAVE_EVERY_S = 30.0  # checkpoint at the first pass to end this long after the last write (a 1% pass is one step)
 
 
 def stratified_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
@@ -45,10 +49,6 @@ class FineTuneResult:
     final_loss: float  # mean cross-entropy of the last epoch
 
 
-def _normalise(images: Tensor, mean: Tensor, std: Tensor, layout: torch.memory_format) -> Tensor:
-    return ((images.float() / 255 - mean) / std).contiguous(memory_format=layout)
-
-
 def fine_tune(
     encoder: nn.Module,
     train_images: Tensor,
@@ -70,6 +70,7 @@ def fine_tune(
     frozen: bool = False,
     optimizer: str = "sgd",
     progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> FineTuneResult:
     """Train ``encoder`` (in place) with a new ``nn.Linear(encoder.dim, classes)`` on
     uint8 ``train_images`` with cross-entropy; score the pair on ``test_images``.
@@ -86,17 +87,27 @@ def fine_tune(
     learning rate of 0.1, can throw a small labelled set's training off. Measured: one seed
     of ResNet-20 on 5% of the MNIST digits (400 images, a 16-image last batch) ended at
     57% test accuracy with it and 92% without.
+
+    With ``checkpoint`` (one file per call: per label fraction and seed) training saves at
+    the end of a pass every ``SAVE_EVERY_S`` seconds and after the last, and resumes from the
+    last one saved (see ``lfr_report.ssl.train.train_loop``). Once finished the file keeps the
+    weights and the result: a call finding it returns that result without training or scoring.
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {optimizer!r}; use sgd or adam")
     device = torch.device(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    shape = (1, -1, 1, 1)
-    mean_t, std_t = torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape)
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     torch.manual_seed(seed)
     head = nn.Linear(encoder.dim, classes)
     model = nn.Sequential(encoder, head).to(device, memory_format=layout)
+    if checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        if "result" in state:  # finished by an earlier call: its weights, random state and result
+            model.load_state_dict(state["model"])
+            set_rng_state(state["rng"], device)
+            model.eval()
+            return FineTuneResult(**state["result"])
     encoder.requires_grad_(not frozen)
     trained = head.parameters() if frozen else model.parameters()
     if optimizer == "adam":
@@ -109,35 +120,33 @@ def fine_tune(
     steps = max(epochs * per_epoch, min_steps)
     schedule = torch.optim.lr_scheduler.MultiStepLR(step_rule, [round(m * steps) for m in MILESTONES], gamma=0.1)
     generator = torch.Generator().manual_seed(seed)
-    images, labels = train_images.to(device), train_labels.to(device)
-    model.train()
-    if frozen:
-        encoder.eval()  # fixed batch-norm statistics: the representation does not change
-    step, losses = 0, torch.zeros((), device=device)
-    bar = tqdm(total=steps, desc=f"fine-tune on {n} labels", disable=not progress, leave=False)
-    while step < steps:
-        order = torch.randperm(n, generator=generator).to(device)
-        losses, seen = torch.zeros((), device=device), 0
-        for start in range(0, n - batch + 1, batch):
-            if step == steps:
-                break
-            index = order[start : start + batch]
-            loss = F.cross_entropy(model(_normalise(images[index], mean_t, std_t, layout)), labels[index])
-            step_rule.zero_grad(set_to_none=True)
-            loss.backward()
-            step_rule.step()
-            schedule.step()
-            losses += loss.detach() * len(index)
-            seen += len(index)
-            step += 1
-            bar.update()
-    bar.close()
+
+    def train_mode() -> None:
+        model.train()
+        if frozen:
+            encoder.eval()  # fixed batch-norm statistics: the representation does not change
+
+    def step(batch: tuple[Tensor, Tensor], index: Tensor) -> dict[str, Tensor]:
+        images, labels = batch
+        return {"loss": F.cross_entropy(model(normalise(images, mean, std, layout)), labels)}
+
+    # Counted in steps (a last pass may stop early), nothing logged: the result is the final pass's mean loss.
+    trained_loop = train_loop(
+        step, (train_images.to(device), train_labels.to(device)), modules={"model": model}, optimizer=step_rule,
+        epochs=math.ceil(steps / per_epoch), batch_size=batch, device=device, generator=generator,
+        checkpoint=checkpoint, log_every=None, epoch_mean="images", max_steps=steps, scheduler=schedule,
+        train_mode=train_mode, save_every_s=SAVE_EVERY_S, progress=progress,
+    )  # fmt: skip
     encoder.requires_grad_(True)
     model.eval()
 
     def score(x: Tensor, y: Tensor) -> float:
-        return accuracy(lambda b: model(_normalise(b, mean_t, std_t, layout)), x.to(device), y.to(device), 512)
+        return accuracy(lambda b: model(normalise(b, mean, std, layout)), x.to(device), y.to(device), 512)
 
     with torch.no_grad():
-        return FineTuneResult(score(test_images, test_labels), score(train_images, train_labels), n, steps,
-                              float(losses) / max(seen, 1))  # fmt: skip
+        result = FineTuneResult(score(test_images, test_labels), score(train_images, train_labels), n, steps,
+                                trained_loop.last_train_terms.get("loss", 0.0))  # fmt: skip
+    if checkpoint is not None:  # training is over: the weights and the result are kept, not the optimiser
+        state = {k: v for k, v in load_checkpoint(checkpoint).items() if k not in ("optimizer", "scheduler")}
+        _save_atomic({**state, "result": asdict(result)}, checkpoint)
+    return result

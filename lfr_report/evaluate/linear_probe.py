@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lfr_report.ssl.train import train_loop
+
 
 @dataclass
 class ProbeResult:
@@ -65,19 +67,17 @@ def linear_probe(
     optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(train_x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    history = []
-    for _ in range(epochs):
-        order = torch.randperm(len(train_x), generator=generator).to(device)
-        total = torch.zeros((), device=device)
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            loss = F.cross_entropy(probe(train_x[index]), train_y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.detach() * len(index)
-        history.append({"loss": float(total) / len(order)})
+    history: list[dict[str, float]] = []
+
+    def step(batch: tuple[Tensor, Tensor], index: Tensor) -> dict[str, Tensor]:
+        return {"loss": F.cross_entropy(probe(batch[0]), batch[1])}
+
+    # Seconds to train, so no checkpoint; its history is each epoch's mean loss, every image counted.
+    train_loop(
+        step, (train_x, train_y), modules={"probe": probe}, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+        device=torch.device(device), generator=generator, log=lambda name, value, step: history.append({"loss": value}),
+        log_every=None, epoch_mean="images", drop_last=False, scheduler=schedule, progress=False,
+    )  # fmt: skip
     return ProbeResult(accuracy(probe, train_x, train_y), accuracy(probe, test_x, test_y), epochs, history)
 
 

@@ -9,14 +9,14 @@ not standardised, so the decoder's sigmoid can reach them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-LogFn = Callable[[str, float, int], None]
+from lfr_report.data.normalise import to_float
+from lfr_report.ssl.train import LogFn, train_loop
 
 
 def corrupt(x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
@@ -45,28 +45,27 @@ def train_autoencoder(
     device: torch.device,
     log: LogFn,
     progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> float:
     """Adam on ``reconstruction_loss`` over uint8 ``images``; logs ``train_loss`` (epoch mean)
-    and ``test_loss`` (same noise, fixed per epoch) after each epoch. Returns the last test loss."""
+    and ``test_loss`` (same noise, fixed per epoch) after each epoch. Returns the last test loss.
+    With ``checkpoint`` it saves after every epoch and resumes from it (see ``train_loop``)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images = images.to(device)
-    test_loss = float("nan")
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(images), generator=generator, device=generator.device).to(device)
-        total = torch.zeros((), device=device)
-        batches = range(0, len(order), batch_size)
-        for start in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False):
-            x = images[order[start : start + batch_size]].float() / 255
-            loss = reconstruction_loss(model, x, noise_std, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(x)
-        log("train_loss", float(total) / len(order), epoch)
-        test_loss = evaluate_reconstruction(model, test_images, noise_std, device, seed=epoch)
-        log("test_loss", test_loss, epoch)
-    return test_loss
+
+    def step(batch: Tensor, index: Tensor) -> dict[str, Tensor]:
+        return {"loss": reconstruction_loss(model, to_float(batch), noise_std, generator)}
+
+    def evaluate(epoch: int) -> dict[str, float]:
+        return {"loss": evaluate_reconstruction(model, test_images, noise_std, device, seed=epoch)}
+
+    # Per-epoch means, each image counted once (the last batch may be smaller), as this run has always logged.
+    result = train_loop(
+        step, images, modules={"model": model}, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+        device=device, generator=generator, log=log, evaluate=evaluate, checkpoint=checkpoint, log_every=None,
+        epoch_mean="images", drop_last=False, progress=progress,
+    )  # fmt: skip
+    return result.last_test_terms.get("loss", float("nan"))
 
 
 @torch.no_grad()
@@ -77,6 +76,6 @@ def evaluate_reconstruction(model: nn.Module, images: Tensor, noise_std: float, 
     generator = torch.Generator(device=device).manual_seed(seed)
     total = 0.0
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float() / 255
+        x = to_float(images[start : start + batch_size].to(device))
         total += float(reconstruction_loss(model, x, noise_std, generator)) * len(x)
     return total / len(images)

@@ -14,17 +14,16 @@ not say, and without it the loss can fall by growing the embeddings' norms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from lfr_report.data.normalise import normalise
 from lfr_report.models.clip import ImageTextModel
-
-LogFn = Callable[[str, float, int], None]
+from lfr_report.ssl.train import LogFn, train_loop
 
 
 class ClipTerms(NamedTuple):
@@ -75,41 +74,35 @@ def train_clip(
     log: LogFn,
     test: tuple[Tensor, Tensor] | None = None,
     progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> float:
     """Adam on ``clip_loss`` over uint8 ``images``, each paired with a fresh caption of its
     class every epoch. Logs ``train_loss``, ``train_loss_image_to_text``,
     ``train_loss_text_to_image`` and ``train_top1`` (epoch means), and with ``test``
     (held-out images, labels) ``test_loss`` and ``test_top1`` after each epoch.
+    With ``checkpoint`` it saves after every epoch and resumes from it (see ``train_loop``).
     Returns the last training loss."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images, labels, tokens = images.to(device), labels.to(device), tokens.to(device)
-    mean_t, std_t = _stats(mean, std, device)
-    loss_value = float("nan")
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(images), generator=generator, device=generator.device).to(device)
-        sums = torch.zeros(4, device=device)
-        batches = range(0, len(order) - batch_size + 1, batch_size)  # whole batches: N negatives each
-        for start in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False):
-            index = order[start : start + batch_size]
-            x = (images[index].float() / 255 - mean_t) / std_t
-            text = caption_batch(tokens, labels[index], generator)
-            terms = clip_loss(model.embed_images(x), model.embed_texts(text), temperature)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
-            sums += torch.stack([t.detach() for t in terms])
-        means = (sums / len(batches)).tolist()
-        for name, value in zip(("train_loss", "train_loss_image_to_text", "train_loss_text_to_image", "train_top1"),
-                               means, strict=True):  # fmt: skip
-            log(name, value, epoch)
-        loss_value = means[0]
-        if test is not None:
-            test_terms = evaluate_clip(model, *test, tokens, mean=mean, std=std, batch_size=batch_size,
-                                       temperature=temperature, device=device)  # fmt: skip
-            log("test_loss", test_terms.loss.item(), epoch)
-            log("test_top1", test_terms.top1.item(), epoch)
-    return loss_value
+
+    def step(batch: tuple[Tensor, Tensor], index: Tensor) -> dict[str, Tensor]:
+        x, text = normalise(batch[0], mean, std), caption_batch(tokens, batch[1], generator)
+        terms = clip_loss(model.embed_images(x), model.embed_texts(text), temperature)
+        return {"loss": terms.loss, "loss_image_to_text": terms.image_to_text,
+                "loss_text_to_image": terms.text_to_image, "top1": terms.top1}  # fmt: skip
+
+    def evaluate(epoch: int) -> dict[str, float]:
+        terms = evaluate_clip(model, *test, tokens, mean=mean, std=std, batch_size=batch_size,
+                              temperature=temperature, device=device)  # fmt: skip
+        return {"loss": terms.loss.item(), "top1": terms.top1.item()}
+
+    # Per-epoch means over whole batches (N negatives each), each batch alike, as this run has always logged.
+    result = train_loop(
+        step, (images, labels), modules={"model": model}, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+        device=device, generator=generator, log=log, evaluate=None if test is None else evaluate,
+        checkpoint=checkpoint, log_every=None, epoch_mean="batches", progress=progress,
+    )  # fmt: skip
+    return result.last_train_terms.get("loss", float("nan"))
 
 
 @torch.no_grad()
@@ -129,20 +122,14 @@ def evaluate_clip(
     """``clip_loss`` terms averaged over whole batches of held-out images, in order, with
     captions drawn with ``seed`` (the same captions every call)."""
     model.eval()
-    mean_t, std_t = _stats(mean, std, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     tokens = tokens.to(device)
     sums, batches = torch.zeros(4, device=device), 0
     for start in range(0, len(images) - batch_size + 1, batch_size):
-        x = (images[start : start + batch_size].to(device).float() / 255 - mean_t) / std_t
+        x = normalise(images[start : start + batch_size].to(device), mean, std)
         text = caption_batch(tokens, labels[start : start + batch_size].to(device), generator)
         sums += torch.stack(list(clip_loss(model.embed_images(x), model.embed_texts(text), temperature)))
         batches += 1
     if batches == 0:
         raise ValueError(f"need at least one batch of {batch_size} held-out images, got {len(images)}")
     return ClipTerms(*(sums / batches))
-
-
-def _stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
-    shape = (1, -1, 1, 1)
-    return torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape)

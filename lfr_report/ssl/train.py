@@ -1,36 +1,223 @@
-"""One training loop for two-view self-supervised objectives (VICReg and its ablations).
+"""The one training loop of the package, and ``fit``, its two-view self-supervised use
+(VICReg, its ablations, SimCLR).
 
-Each step: make two views of a batch, project each with ``projector(encoder(view))``
-(two forward passes, as Algorithm 1 of the exercise writes it, so BatchNorm sees
-each view on its own), compute the objective, step the optimiser. Every term the
-objective returns is logged per training batch, and once per epoch on the test set.
+``train_loop`` runs epochs over a training set in an order drawn from a generator: each
+batch goes to a ``step`` that returns the objective's terms (``loss``, the one optimised,
+and any others), the loop steps the optimiser (and a learning-rate schedule) and logs every
+term as ``train_<term>``; after each epoch an optional ``evaluate`` gives the terms logged
+as ``test_<term>``. Loops differ only in their ``step`` (the objective) and ``evaluate``:
+``fit`` here, ``train_autoencoder`` (``lfr_report.ssl.autoencoder``), ``train_clip``
+(``lfr_report.ssl.clip``), ``fine_tune`` (``lfr_report.evaluate.finetune``) and
+``linear_probe`` (``lfr_report.evaluate.linear_probe``).
 
-The loop keeps the per-batch terms on the device and hands them to ``log`` in
-blocks (every ``log_every`` batches and at the end of each epoch), so there is no
-host synchronisation per step. After every epoch it writes a checkpoint (weights,
-optimiser, random state, the metrics logged so far); ``fit`` started with an existing
-checkpoint resumes after its last epoch and replays the logged metrics first, so the
-finished run holds the whole curve.
+Terms are logged either per batch (``log_every``: the loop keeps them on the device and
+hands them to ``log`` in blocks, so there is no host synchronisation per step; the step of
+a value is the optimiser step) or as each epoch's mean (``log_every=None``; the step is the
+epoch's number, from 1). After every epoch the loop writes a checkpoint (the modules'
+weights, optimiser, schedule, the loop's generator and the global random states, the
+metrics logged so far); a loop started with an existing checkpoint resumes after its last
+epoch and replays the logged metrics first, so the finished run holds the whole curve and
+ends with the weights and metrics of an uninterrupted one.
+
+Each step of ``fit``: make two views of a batch, project each with
+``projector(encoder(view))`` (two forward passes, as Algorithm 1 of the exercise writes it,
+so BatchNorm sees each view on its own) and compute the objective.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lfr_report.names import test_metric, train_metric
+
 # (batch uint8 on device, its indices in the training set, generator) -> two float views
 ViewMaker = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
 Objective = Callable[[Tensor, Tensor], NamedTuple]
 LogFn = Callable[[str, float, int], None]
+# (the batch: the training tensor(s) at its indices, on the device; the indices) -> the
+# objective's terms, name -> 0-d tensor with ``loss`` among them: a mapping or a NamedTuple
+Step = Callable[[Any, Tensor], Any]
+
+_RESERVED = ("epoch", "optimizer", "scheduler", "generator", "rng", "history", "last_train", "last_test")
+
+
+@dataclass
+class LoopResult:
+    epochs_run: int  # epochs trained in this call (0 when a checkpoint already held them all)
+    resumed_from_epoch: int  # 0 for a fresh start
+    steps: int  # optimiser steps in total
+    last_train_terms: dict[str, float]  # the last epoch's means (per-batch logging: its last batch)
+    last_test_terms: dict[str, float]
+
+
+def train_loop(
+    step: Step,
+    data: Tensor | tuple[Tensor, ...],
+    *,
+    modules: Mapping[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    device: torch.device,
+    generator: torch.Generator,
+    log: LogFn | None = None,
+    evaluate: Callable[[int], Mapping[str, float]] | None = None,
+    checkpoint: Path | None = None,
+    log_every: int | None = 20,
+    epoch_mean: Literal["images", "batches"] = "images",
+    drop_last: bool = True,
+    max_steps: int | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    train_mode: Callable[[], None] | None = None,
+    save_every_s: float = 0.0,
+    progress: bool = True,
+) -> LoopResult:
+    """Train ``modules`` on ``step`` for ``epochs`` passes over ``data``; see the module docstring.
+
+    ``data`` is a tensor (or a tuple of tensors of one length, indexed together) on the CPU
+    or on ``device``; each epoch draws ``torch.randperm`` from ``generator`` and hands
+    ``step`` the batch (moved to ``device``) and its indices. ``drop_last`` drops each
+    epoch's last incomplete batch. ``evaluate(epoch)`` (epoch counted from 1) gives the
+    test terms after each epoch. ``log_every=None`` logs each epoch's mean instead of
+    every batch: weighted by the batch's images (``epoch_mean="images"``, divided in
+    float64) or each batch alike (``"batches"``, in float32). ``max_steps`` stops the last
+    epoch early once that many optimiser steps are taken; ``scheduler`` steps after every
+    optimiser step; ``train_mode`` puts the modules in training mode at each epoch's start
+    (default: ``.train()`` on each). ``modules`` are what the checkpoint saves, by name; it
+    is written at the end of every epoch, or with ``save_every_s`` of the first epoch to end
+    that many seconds after the last write (short epochs), and always after the last one.
+    """
+    if reserved := set(modules) & set(_RESERVED):
+        raise ValueError(f"module names {sorted(reserved)} are taken by the checkpoint's own entries")
+    tensors = data if isinstance(data, tuple) else (data,)
+    n = len(tensors[0])
+    if drop_last and n < batch_size:
+        raise ValueError(f"{n} training images is fewer than one batch of {batch_size}")
+    steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    log = log or (lambda name, value, at: None)
+    history: list[tuple[str, float, int]] = []
+
+    def record(name: str, value: float, at: int) -> None:
+        history.append((name, value, at))
+        log(name, value, at)
+
+    start_epoch, train_terms, test_terms = 0, {}, {}
+    if checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        if "rng" in state:  # checkpoints of fit before the loop was shared lack it
+            set_rng_state(state["rng"], device)
+        start_epoch = state["epoch"]
+        train_terms, test_terms = state.get("last_train", {}), state.get("last_test", {})
+        for name, value, at in state["history"]:
+            record(name, value, at)
+
+    def set_train_mode() -> None:
+        if train_mode is not None:
+            train_mode()
+        else:
+            for module in modules.values():
+                module.train()
+
+    saved_at = time.monotonic()
+    bar = tqdm(total=total_steps, initial=min(start_epoch * steps_per_epoch, total_steps), disable=not progress,
+               leave=False)  # fmt: skip
+    for epoch in range(start_epoch, epochs):
+        first_step = epoch * steps_per_epoch
+        if first_step >= total_steps:
+            break
+        bar.set_description(f"epoch {epoch + 1}/{epochs}")
+        set_train_mode()
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        on_device = {t.device: order.to(t.device) for t in tensors}  # moved once an epoch, not once a batch
+        names: tuple[str, ...] = ()
+        pending: list[Tensor] = []  # per-batch logging: the terms not yet handed to log
+        sums: Tensor | None = None  # epoch means: the terms summed (times the batch's images)
+        weight, batches, done = 0, 0, first_step
+        for i in range(steps_per_epoch):
+            if done == total_steps:
+                break
+            part = slice(i * batch_size, (i + 1) * batch_size)
+            index = order[part]
+            batch = tuple(t[on_device[t.device][part]].to(device, non_blocking=True) for t in tensors)
+            terms = step(batch if isinstance(data, tuple) else batch[0], index)
+            terms = terms._asdict() if hasattr(terms, "_asdict") else terms
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            done += 1
+            bar.update()
+            names = tuple(terms)
+            if log_every is not None:
+                pending.append(torch.stack([t.detach().float() for t in terms.values()]))
+                if len(pending) == log_every or i == steps_per_epoch - 1 or done == total_steps:
+                    values = torch.stack(pending).cpu().tolist()
+                    for offset, row in enumerate(values):
+                        for name, value in zip(names, row, strict=True):
+                            record(train_metric(name), value, done - len(pending) + offset)
+                    train_terms = dict(zip(names, values[-1], strict=True))
+                    bar.set_postfix(loss=f"{train_terms['loss']:.3f}")
+                    pending = []
+            else:
+                row = torch.stack([t.detach().float() for t in terms.values()])
+                sums = torch.zeros_like(row) if sums is None else sums
+                sums += row * len(index) if epoch_mean == "images" else row
+                weight, batches = weight + len(index), batches + 1
+        if log_every is None and sums is not None:
+            means = [v / weight for v in sums.tolist()] if epoch_mean == "images" else (sums / batches).tolist()
+            train_terms = dict(zip(names, means, strict=True))
+            for name, value in train_terms.items():
+                record(train_metric(name), value, epoch + 1)
+        if evaluate is not None:
+            test_terms = dict(evaluate(epoch + 1))
+            for name, value in test_terms.items():
+                record(test_metric(name), value, epoch + 1 if log_every is None else done)
+        last = epoch == epochs - 1 or done == total_steps
+        if checkpoint is not None and (last or time.monotonic() - saved_at >= save_every_s):
+            saved_at = time.monotonic()
+            _save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    **{name: module.state_dict() for name, module in modules.items()},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": None if scheduler is None else scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "rng": rng_state(device),
+                    "history": history,
+                    "last_train": train_terms,
+                    "last_test": test_terms,
+                },
+                checkpoint,
+            )
+    bar.close()
+    return LoopResult(
+        epochs_run=max(0, epochs - start_epoch),
+        resumed_from_epoch=start_epoch,
+        steps=total_steps,
+        last_train_terms=train_terms,
+        last_test_terms=test_terms,
+    )
 
 
 @dataclass
@@ -66,89 +253,52 @@ def fit(
 
     ``train_images``/``test_images`` are uint8 tensors; they may live on the CPU or on
     ``device`` (then no copy is made per batch). The last incomplete batch of each
-    epoch is dropped: the variance and covariance terms need full batches.
+    epoch is dropped: the variance and covariance terms need full batches. Every term
+    is logged per batch, and on the test set after each epoch (``evaluate_objective``).
     ``make_test_views`` makes the test set's views when they differ from the training
     ones (indices then refer to the test set); by default ``make_views`` serves both.
     ``amp`` runs the networks under bf16 autocast on CUDA (see ``train_step``);
     ``compile`` trains through ``torch.compile``d copies of both networks (same weights).
     """
-    n = len(train_images)
-    if n < batch_size:
-        raise ValueError(f"{n} training images is fewer than one batch of {batch_size}")
-    steps_per_epoch = n // batch_size
-    history: list[tuple[str, float, int]] = []
-
-    def record(name: str, value: float, step: int) -> None:
-        history.append((name, value, step))
-        log(name, value, step)
-
-    start_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
-        # On the CPU: load_state_dict copies onto the parameters' device, and generator
-        # states (CUDA ones too) are CPU byte tensors.
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        encoder.load_state_dict(state["encoder"])
-        projector.load_state_dict(state["projector"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start_epoch = state["epoch"]
-        for name, value, step in state["history"]:
-            record(name, value, step)
-
-    names: tuple[str, ...] = ()
-    test_terms: dict[str, float] = {}
     train_encoder = torch.compile(encoder) if compile else encoder
     train_projector = torch.compile(projector) if compile else projector
-    for epoch in range(start_epoch, epochs):
-        encoder.train()
-        projector.train()
-        order = torch.randperm(n, generator=generator, device=generator.device)
-        pending: list[Tensor] = []
-        first_pending_step = epoch * steps_per_epoch
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for i in bar:
-            index = order[i * batch_size : (i + 1) * batch_size]
-            batch = train_images[index.to(train_images.device)].to(device, non_blocking=True)
-            view_a, view_b = make_views(batch, index, generator)
-            terms = train_step(train_encoder, train_projector, objective, optimizer, view_a, view_b, amp)
-            names = terms._fields
-            pending.append(torch.stack([t.detach().float() for t in terms]))
-            if len(pending) == log_every or i == steps_per_epoch - 1:
-                values = torch.stack(pending).cpu().tolist()
-                for offset, row in enumerate(values):
-                    for name, value in zip(names, row, strict=True):
-                        record(f"train_{name}", value, first_pending_step + offset)
-                bar.set_postfix(loss=f"{values[-1][0]:.3f}")
-                first_pending_step += len(pending)
-                pending = []
-        step = (epoch + 1) * steps_per_epoch
-        test_views = make_test_views or make_views
-        test_terms = evaluate_objective(encoder, projector, objective, test_views, test_images, batch_size, device)
-        for name, value in test_terms.items():
-            record(f"test_{name}", value, step)
-        if checkpoint is not None:
-            _save_atomic(
-                {
-                    "epoch": epoch + 1,
-                    "encoder": encoder.state_dict(),
-                    "projector": projector.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "history": history,
-                },
-                checkpoint,
-            )
-    return FitResult(
-        epochs_run=max(0, epochs - start_epoch),
-        resumed_from_epoch=start_epoch,
-        steps=epochs * steps_per_epoch,
-        last_test_terms=test_terms,
-    )
+    test_views = make_test_views or make_views
+
+    def step(batch: Tensor, index: Tensor) -> NamedTuple:
+        view_a, view_b = make_views(batch, index, generator)
+        return two_view_terms(train_encoder, train_projector, objective, view_a, view_b, amp)
+
+    def evaluate(epoch: int) -> dict[str, float]:
+        return evaluate_objective(encoder, projector, objective, test_views, test_images, batch_size, device)
+
+    result = train_loop(
+        step, train_images, modules={"encoder": encoder, "projector": projector}, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, device=device, generator=generator, log=log, evaluate=evaluate, checkpoint=checkpoint,
+        log_every=log_every, progress=progress,
+    )  # fmt: skip
+    return FitResult(result.epochs_run, result.resumed_from_epoch, result.steps, result.last_test_terms)
+
+
+def two_view_terms(
+    encoder: nn.Module,
+    projector: nn.Module,
+    objective: Objective,
+    view_a: Tensor,
+    view_b: Tensor,
+    amp: bool = False,
+) -> NamedTuple:
+    """The objective's terms on a pair of view batches (on the device), with the graph for backward.
+
+    With ``amp`` on a CUDA device the two forward passes run under bf16 autocast
+    (convolutions and matrix products on the tensor cores; bf16 has float32's range, so
+    no loss scaling is needed), while the objective itself is computed in float32: its
+    variance and covariance terms are sums over the batch that bf16 would round away.
+    """
+    cuda_amp = amp and view_a.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda_amp):
+        z_a = projector(encoder(view_a))
+        z_b = projector(encoder(view_b))
+    return objective(z_a.float(), z_b.float())
 
 
 def train_step(
@@ -160,18 +310,9 @@ def train_step(
     view_b: Tensor,
     amp: bool = False,
 ) -> NamedTuple:
-    """One optimiser step on a pair of view batches; returns the objective's terms (on the device).
-
-    With ``amp`` on a CUDA device the two forward passes run under bf16 autocast
-    (convolutions and matrix products on the tensor cores; bf16 has float32's range, so
-    no loss scaling is needed), while the objective itself is computed in float32: its
-    variance and covariance terms are sums over the batch that bf16 would round away.
-    """
-    cuda_amp = amp and view_a.device.type == "cuda"
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda_amp):
-        z_a = projector(encoder(view_a))
-        z_b = projector(encoder(view_b))
-    terms = objective(z_a.float(), z_b.float())
+    """One optimiser step on a pair of view batches, as ``fit`` takes it; returns the
+    objective's terms (on the device). ``amp``: see ``two_view_terms``."""
+    terms = two_view_terms(encoder, projector, objective, view_a, view_b, amp)
     optimizer.zero_grad(set_to_none=True)
     terms.loss.backward()
     optimizer.step()
@@ -213,13 +354,23 @@ def evaluate_objective(
     return dict(zip(names, (sums / batches).cpu().tolist(), strict=True))
 
 
-def checkpoint_path(experiment: str, config: dict) -> Path:
+def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> Path:
     """Where a run of ``experiment`` with exactly this config keeps its checkpoint
     (``$LFR_CHECKPOINT_DIR``, default ``checkpoints/``), so that rerunning the same command
-    resumes it. The device is left out: a run may resume on another one."""
+    resumes it. The device is left out: a run may resume on another one. ``part`` names one
+    of several checkpoints of one run (fine-tuning's label fraction and seed, say ``"1pct-seed0"``)."""
     described = json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
     digest = hashlib.sha256(described.encode()).hexdigest()[:16]
-    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"{experiment}-{digest}.pt"
+    name = f"{experiment}-{digest}" if part is None else f"{experiment}-{digest}-{part}"
+    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"{name}.pt"
+
+
+def remove_checkpoints(experiment: str, config: dict) -> None:
+    """Delete a finished run's checkpoints: ``checkpoint_path(experiment, config)``, each of
+    its parts, and temporary files a kill mid-write left behind."""
+    path = checkpoint_path(experiment, config)
+    for found in [path, *path.parent.glob(f"{path.stem}-*.pt"), *path.parent.glob(f".{path.stem}*.tmp")]:
+        found.unlink(missing_ok=True)
 
 
 def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:
@@ -233,9 +384,36 @@ def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25
     return images.to(device) if size <= budget * free else images
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint read onto the CPU: ``load_state_dict`` copies onto the parameters'
+    device, and generator states (CUDA ones too) are CPU byte tensors."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def rng_state(device: torch.device) -> dict[str, Tensor | None]:
+    """The global random states a loop may draw from (dropout does): the CPU's, and ``device``'s
+    when it is a CUDA device."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Tensor | None], device: torch.device) -> None:
+    """Restore ``rng_state``'s states; a CUDA state is left out when resuming on the CPU."""
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _save_atomic(obj: object, path: Path) -> None:
-    """Write to a temporary file and rename, so a kill mid-write leaves the old checkpoint."""
+    """Write to a temporary file of this writer's own (unique name, same folder) and rename it
+    over ``path``: a kill mid-write leaves the old checkpoint, and two processes writing one
+    checkpoint never share a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(obj, file)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lfr_report.data import Augment
+from lfr_report.data import Augment, normalise
 from lfr_report.evaluate.knn import knn
 from lfr_report.ssl.train import ViewMaker
 
@@ -45,10 +45,7 @@ def neighbour_pair(images: Tensor, neighbours: Tensor, augment: Augment, channel
         pick = torch.randint(neighbours.shape[1], (len(index),), generator=generator, device=generator.device)
         partner = neighbours[index.to(neighbours.device), pick.to(neighbours.device)]
         other = images[partner.to(images.device)].to(batch.device, non_blocking=True)
-        normalise = augment.normalize
-        return (
-            normalise(batch.float() / 255).contiguous(memory_format=layout),
-            normalise(other.float() / 255).contiguous(memory_format=layout),
-        )
+        mean, std = augment.channel_mean, augment.channel_std
+        return normalise(batch, mean, std, layout), normalise(other, mean, std, layout)
 
     return make
