@@ -26,24 +26,29 @@ autoencoder's inputs and outputs) are stored with the run.
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
 
+from lfr_report import names
 from lfr_report.data import get_spec, load_dataset, subset_index
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.data.fetch import is_present
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate.finetune import fine_tune
+from lfr_report.experiment import (
+    checks,
+    integer,
+    list_of,
+    new_experiment,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+    record_data,
+)
 from lfr_report.models.autoencoder import ConvAutoencoder, ConvEncoder
 from lfr_report.ssl.autoencoder import corrupt, train_autoencoder
+from lfr_report.ssl.train import checkpoint_path, remove_checkpoints
 from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact
 from lfr_report.tracking.context import begin_run
@@ -52,8 +57,7 @@ from lfr_report.tracking.observers import run_location
 CLASSIFIERS = ("frozen", "joint", "random")
 SHOWN = 8  # test images kept with their reconstructions
 
-ex = Experiment("autoencoder", base_dir=str(Path(__file__).resolve().parents[1]))
-ex.captured_out_filter = apply_backspaces_and_linefeeds
+ex = new_experiment("autoencoder")
 
 
 # fmt: off
@@ -62,10 +66,8 @@ def config():
     scale = "default"  # smoke | default | full
     seed = 0  # seeds the split into unlabelled / labelled images, the weights and the batches
     device = "auto"  # auto | cpu | cuda
-    dataset = "fashion_mnist"  # stl10 uses its unlabelled split when present; others split their train split
     unlabelled = 10000  # images the autoencoder trains on (the problem: 10,000 of STL-10's unlabelled images)
     labelled = 5000  # labelled training images for the classifiers (the problem: STL-10's 5,000)
-    test_size = None  # test images scored (None: the whole test split)
     image_size = 32  # images are resized to this side; a multiple of 2^len(widths)
     widths = [12, 24, 48]  # channels of the encoder's kernel-4, stride-2, padding-1 convolutions
     epochs = 20  # autoencoder training passes over the unlabelled images
@@ -81,19 +83,13 @@ def config():
 @ex.named_config
 def smoke():
     scale = "smoke"  # seconds on a CPU: synthetic gratings, two epochs
-    dataset = "synthetic"
+    data = {"name": "synthetic", "test_size": 256}
     unlabelled = 512
     labelled = 256
-    test_size = 256
     widths = [4, 8, 16]
     epochs = 2
     classifier_epochs = 2
     classifier_seeds = [0, 1]
-
-
-@ex.named_config
-def default():
-    scale = "default"  # Fashion-MNIST on a CPU
 
 
 @ex.named_config
@@ -105,26 +101,28 @@ def denoising():
 @ex.named_config
 def full():
     scale = "full"  # the problem's setting: STL-10 (96x96 resized to 32x32) when on disk
-    dataset = "stl10"
+    data = {"name": "stl10"}  # stl10 uses its unlabelled split when present; others split their train split
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
-    for key in ("unlabelled", "labelled", "image_size", "epochs", "batch_size", "classifier_epochs"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+def _sizes(config):
     if config["image_size"] % 2 ** len(config["widths"]):
         raise ConfigError(f"image_size must be a multiple of {2 ** len(config['widths'])} for {len(config['widths'])} "
                           f"stride-2 layers, got {config['image_size']}")  # fmt: skip
-    unknown = set(config["classifiers"]) - set(CLASSIFIERS)
-    if unknown or not config["classifier_seeds"]:
-        raise ConfigError(f"classifiers must come from {', '.join(CLASSIFIERS)} (got {sorted(unknown)}) "
-                          "and classifier_seeds must list at least one seed")  # fmt: skip
-    if config["noise_std"] < 0 or config["lr"] <= 0 or config["classifier_lr"] <= 0:
-        raise ConfigError("noise_std must be >= 0, lr and classifier_lr > 0")
-    return {}
+    if config["data"]["train_size"] is not None:
+        raise ConfigError("data.train_size must be None here: unlabelled and labelled say how many training images")
+
+
+checks(ex, {
+    "unlabelled": positive_int, "labelled": positive_int, "image_size": positive_int, "epochs": positive_int,
+    "batch_size": positive_int, "classifier_epochs": positive_int, "classifiers": list_of(one_of(*CLASSIFIERS)),
+    "classifier_seeds": list_of(integer), "noise_std": non_negative, "lr": positive, "classifier_lr": positive,
+}, extra=_sizes)  # fmt: skip
+
+
+def layer_shapes(channels: int, side: int, widths: list[int]) -> list[str]:
+    """'C×H×W' of the input and after each encoder convolution (kernel 4, stride 2, padding 1 halves the side)."""
+    return [f"{c}×{side >> i}×{side >> i}" for i, c in enumerate([channels, *widths])]
 
 
 def split_images(dataset: str, unlabelled: int, labelled: int, test_size: int | None, seed: int):
@@ -144,29 +142,34 @@ def split_images(dataset: str, unlabelled: int, labelled: int, test_size: int | 
 
 
 @ex.main
-def main(_run, _seed, device, dataset, unlabelled, labelled, test_size, image_size, widths, epochs, batch_size, lr,
-         noise_std, classifiers, classifier_epochs, classifier_lr, classifier_seeds):  # fmt: skip
+def main(_run, _config, _seed, device, data, unlabelled, labelled, image_size, widths, epochs, batch_size, lr, noise_std,
+         classifiers, classifier_epochs, classifier_lr, classifier_seeds):  # fmt: skip
     device = begin_run(_run, _seed, device)
+    dataset = data["name"]
     spec = get_spec(dataset)
-    pool, train, test, pool_source = split_images(dataset, unlabelled, labelled, test_size, _seed)
+    pool, train, test, pool_source = split_images(dataset, unlabelled, labelled, data["test_size"], _seed)
     shape = (spec.channels, image_size, image_size)
     pool, train_images, test_images = (fit_to_shape(x, shape) for x in (pool, train.images, test.images))
-    _run.info.update(data_source=train.source, unlabelled_from=pool_source, unlabelled_images=len(pool),
-                     labelled_images=len(train), test_images=len(test), dataset=dataset)  # fmt: skip
+    record_data(_run, spec, data_source=train.source, unlabelled_from=pool_source, unlabelled_images=len(pool),
+                labelled_images=len(train), test_images=len(test), dataset=dataset)  # fmt: skip
 
     model = ConvAutoencoder(spec.channels, image_size, tuple(widths)).to(device)
+    _run.info.update(layer_shapes=layer_shapes(spec.channels, image_size, widths), code_size=model.encoder.dim,
+                     weights={part: sum(p.numel() for p in getattr(model, part).parameters())
+                              for part in ("encoder", "decoder")})  # fmt: skip
     generator = torch.Generator(device=device).manual_seed(_seed)
     test_loss = train_autoencoder(model, pool, test_images, epochs=epochs, batch_size=batch_size, lr=lr,
-                                  noise_std=noise_std, generator=generator, device=device, log=_run.log_scalar)  # fmt: skip
+                                  noise_std=noise_std, generator=generator, device=device, log=_run.log_scalar,
+                                  checkpoint=checkpoint_path("autoencoder", _config))  # fmt: skip
     model.eval()
     with torch.no_grad():
         shown = test_images[:SHOWN].to(device).float() / 255
         inputs = corrupt(shown, noise_std, torch.Generator(device=device).manual_seed(_seed))
         outputs = model(inputs)
     as_uint8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # noqa: E731
-    add_npz_artifact(_run, "reconstructions.npz", images=as_uint8(shown), inputs=as_uint8(inputs),
+    add_npz_artifact(_run, names.RECONSTRUCTIONS, images=as_uint8(shown), inputs=as_uint8(inputs),
                      outputs=as_uint8(outputs), labels=test.labels[:SHOWN])  # fmt: skip
-    add_torch_artifact(_run, "autoencoder.pt", {"in_channels": spec.channels, "image_size": image_size,
+    add_torch_artifact(_run, names.AUTOENCODER, {"in_channels": spec.channels, "image_size": image_size,
                                                 "widths": list(widths), "state_dict": model.cpu().state_dict()})  # fmt: skip
 
     summary: dict[str, float] = {"test_reconstruction_mse": test_loss}
@@ -181,8 +184,9 @@ def main(_run, _seed, device, dataset, unlabelled, labelled, test_size, image_si
                 encoder, train_images, train.labels, test_images, test.labels, mean=(0.0,) * spec.channels,
                 std=(1.0,) * spec.channels, epochs=classifier_epochs, batch_size=batch_size, lr=classifier_lr,
                 weight_decay=0.0, seed=seed, device=device, frozen=kind != "joint", optimizer="adam",
+                checkpoint=checkpoint_path("autoencoder", _config, f"{kind}-seed{seed}"),
             )  # fmt: skip
-            _run.log_scalar(f"accuracy_{kind}", result.test_accuracy, i)
+            _run.log_scalar(names.classifier_accuracy(kind), result.test_accuracy, i)
             accuracies.append(result.test_accuracy)
         summary[f"accuracy_{kind}_mean"] = float(np.mean(accuracies))
         summary[f"accuracy_{kind}_std"] = float(np.std(accuracies))
@@ -191,6 +195,7 @@ def main(_run, _seed, device, dataset, unlabelled, labelled, test_size, image_si
     scores = ", ".join(f"{k} {100 * summary[f'accuracy_{k}_mean']:.2f}%" for k in classifiers)
     print(f"autoencoder run {_run._id}: {what} on {len(pool)} unlabelled {dataset} images, test MSE {test_loss:.4f}; "
           f"linear classifiers on {len(train)} labelled: {scores}; results in {run_location(_run)}")  # fmt: skip
+    remove_checkpoints("autoencoder", _config)
     return summary
 
 

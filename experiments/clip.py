@@ -13,7 +13,7 @@ of ``models.encoders`` for images, a two-layer transformer for text, each follow
 projection head into one ``embedding_dim`` space. The loss is equations (1)-(3)
 (``ssl.clip.clip_loss``).
 
-``train_size`` captioned images of the train split train the model; ``labelled`` other
+``data.train_size`` captioned images of the train split train the model; ``labelled`` other
 images of that split (labels kept) train the linear probe on the frozen image encoder,
 with the recipe of the autoencoder experiment's method I, so the two accuracies compare.
 
@@ -26,34 +26,38 @@ stored with the run.
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
 
+from lfr_report import names
 from lfr_report.data import get_spec, load_dataset
 from lfr_report.data.captions import TEMPLATES, Vocabulary, caption, caption_tokens
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate.features import encode
 from lfr_report.evaluate.finetune import fine_tune
 from lfr_report.evaluate.image_text import query_class, retrieve, zero_shot_accuracy
+from lfr_report.experiment import (
+    checks,
+    integer,
+    interval,
+    list_of,
+    new_experiment,
+    positive,
+    positive_int,
+    record_data,
+)
 from lfr_report.models import build_encoder
 from lfr_report.models.clip import ImageTextModel, TextEncoder
 from lfr_report.ssl.clip import train_clip
+from lfr_report.ssl.train import checkpoint_path, remove_checkpoints
 from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = Experiment("clip", base_dir=str(Path(__file__).resolve().parents[1]))
-ex.captured_out_filter = apply_backspaces_and_linefeeds
+# data.train_size: the captioned training images (Simple CLIP, which the problem builds on: Flickr-8k, ~8,000 images)
+ex = new_experiment("clip", data={"train_size": 20000})
 
 
 # fmt: off
@@ -62,10 +66,7 @@ def config():
     scale = "default"  # smoke | default | full
     seed = 0  # seeds the split, the weights, the batches and the captions drawn
     device = "auto"  # auto | cpu | cuda
-    dataset = "fashion_mnist"  # any labelled data set: its class names make the captions
-    train_size = 20000  # captioned training images (Simple CLIP, which the problem builds on: Flickr-8k, ~8,000 images)
     labelled = 5000  # other training images for the linear probe (as the autoencoder's classifiers get)
-    test_size = None  # test images scored and searched (None: the whole test split)
     widths = [32, 64, 128]  # channels of the image ConvNet's 3x3 blocks (flattened map, then a linear layer)
     image_dim = 128  # image encoder output: what the linear probe sees
     text_dim = 64  # width of the text transformer (2 layers, 4 heads)
@@ -85,10 +86,8 @@ def config():
 @ex.named_config
 def smoke():
     scale = "smoke"  # seconds on a CPU: synthetic gratings, two epochs
-    dataset = "synthetic"
-    train_size = 512
+    data = {"name": "synthetic", "train_size": 512, "test_size": 256}
     labelled = 256
-    test_size = 256
     widths = [8, 16]
     image_dim = 32
     text_dim = 16
@@ -101,48 +100,42 @@ def smoke():
 
 
 @ex.named_config
-def default():
-    scale = "default"  # Fashion-MNIST on a CPU, about 5 minutes
-
-
-@ex.named_config
 def full():
     scale = "full"  # longer training of the same model; with pretrained encoders offline, swap them in here
     epochs = 40
-    train_size = 50000
+    data = {"train_size": 50000}
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
-    for key in ("train_size", "labelled", "epochs", "batch_size", "probe_epochs", "top_k", "image_dim", "text_dim",
-                "embedding_dim"):  # fmt: skip
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    if config["batch_size"] < 2 or config["batch_size"] > config["train_size"]:
-        raise ConfigError(f"batch_size must be in [2, train_size={config['train_size']}] (a batch holds the "
-                          f"negatives), got {config['batch_size']}")  # fmt: skip
-    if config["temperature"] <= 0 or config["lr"] <= 0 or config["probe_lr"] <= 0 or not 0 <= config["dropout"] < 1:
-        raise ConfigError("temperature, lr and probe_lr must be > 0 and dropout in [0, 1)")
-    if not config["probe_seeds"]:
-        raise ConfigError("probe_seeds must list at least one seed")
-    return {}
+def _batch_within_the_data(config):
+    train_size = config["data"]["train_size"]
+    if config["batch_size"] < 2 or config["batch_size"] > train_size:
+        raise ConfigError(f"batch_size must be in [2, data.train_size={train_size}] (a batch holds the negatives), "
+                          f"got {config['batch_size']}")  # fmt: skip
+
+
+checks(ex, {
+    "data.train_size": positive_int, "labelled": positive_int, "epochs": positive_int, "batch_size": positive_int,
+    "probe_epochs": positive_int, "top_k": positive_int, "image_dim": positive_int, "text_dim": positive_int,
+    "embedding_dim": positive_int, "temperature": positive, "lr": positive, "probe_lr": positive,
+    "dropout": interval("[0, 1)"), "probe_seeds": list_of(integer),
+}, extra=_batch_within_the_data)  # fmt: skip
 
 
 @ex.main
-def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, image_dim, text_dim, embedding_dim,
-         dropout, temperature, epochs, batch_size, lr, probe_epochs, probe_lr, probe_seeds, top_k, queries):  # fmt: skip
+def main(_run, _config, _seed, device, data, labelled, widths, image_dim, text_dim, embedding_dim, dropout, temperature, epochs,
+         batch_size, lr, probe_epochs, probe_lr, probe_seeds, top_k, queries):  # fmt: skip
     device = begin_run(_run, _seed, device)
+    dataset = data["name"]
     spec = get_spec(dataset)
-    captioned, probe_set = load_dataset(dataset, "train").disjoint_subsets(train_size, labelled, _seed)
-    test = load_dataset(dataset, "test").subset(test_size, _seed)
+    captioned, probe_set = load_dataset(dataset, "train").disjoint_subsets(data["train_size"], labelled, _seed)
+    test = load_dataset(dataset, "test").subset(data["test_size"], _seed)
     if len(test) < batch_size:
-        raise ConfigError(f"test_size must be at least batch_size={batch_size}, got {len(test)} test images")
-    _run.info.update(data_source=captioned.source, dataset=dataset, captioned_images=len(captioned),
-                     labelled_images=len(probe_set), test_images=len(test),
-                     captions=[caption(t, "<class>") for t in range(len(TEMPLATES))],
-                     encoders="trained here: image ConvNet and text transformer (no pretrained weights offline)")  # fmt: skip
+        raise ConfigError(f"data.test_size must be at least batch_size={batch_size}, got {len(test)} test images")
+    record_data(_run, spec, data_source=captioned.source, dataset=dataset, captioned_images=len(captioned),
+                labelled_images=len(probe_set), test_images=len(test),
+                captions=[caption(t, "<class>") for t in range(len(TEMPLATES))],
+                encoders="trained here: image ConvNet and text transformer (no pretrained weights offline)")  # fmt: skip
 
     vocabulary = Vocabulary(spec.classes)
     tokens = caption_tokens(vocabulary, spec.classes)
@@ -152,7 +145,7 @@ def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, 
     generator = torch.Generator(device=device).manual_seed(_seed)
     train_clip(model, captioned.images, captioned.labels, tokens, mean=spec.mean, std=spec.std, epochs=epochs,
                batch_size=batch_size, lr=lr, temperature=temperature, generator=generator, device=device,
-               log=_run.log_scalar, test=(test.images, test.labels))  # fmt: skip
+               log=_run.log_scalar, test=(test.images, test.labels), checkpoint=checkpoint_path("clip", _config))  # fmt: skip
     model.eval()
 
     # Zero-shot: each class's caption embedding, averaged over the templates, as a classifier.
@@ -161,7 +154,7 @@ def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, 
         by_template = F.normalize(model.embed_texts(tokens.flatten(0, 1).to(device)), dim=1).cpu()
         class_texts = by_template.view(len(TEMPLATES), len(spec.classes), -1).mean(0)
     zero_shot = zero_shot_accuracy(images, class_texts, test.labels)
-    _run.log_scalar("zero_shot_accuracy", zero_shot, 0)
+    _run.log_scalar(names.ZERO_SHOT_ACCURACY, zero_shot, 0)
 
     # Retrieval: every query's top_k test images.
     asked = [caption(0, c) for c in spec.classes] + list(queries)
@@ -171,12 +164,12 @@ def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, 
     named = [query_class(q, spec.classes) for q in asked]
     hits = [float((test.labels[row] == c).float().mean()) for row, c in zip(index, named, strict=True) if c is not None]
     precision = float(np.mean(hits)) if hits else float("nan")
-    _run.log_scalar("retrieval_precision", precision, 0)
-    add_npz_artifact(_run, "retrieval.npz", queries=np.array(asked), index=index, scores=scores,
+    _run.log_scalar(names.RETRIEVAL_PRECISION, precision, 0)
+    add_npz_artifact(_run, names.RETRIEVAL, queries=np.array(asked), index=index, scores=scores,
                      images=test.images[index.flatten()].view(len(asked), -1, *test.images.shape[1:]),
                      labels=test.labels[index], named_class=np.array([-1 if c is None else c for c in named]),
                      unknown_words=np.array([" ".join(vocabulary.unknown(q)) for q in asked]))  # fmt: skip
-    add_torch_artifact(_run, "clip.pt", {"vocabulary": vocabulary.words, "state_dict": model.cpu().state_dict(),
+    add_torch_artifact(_run, names.CLIP_MODEL, {"vocabulary": vocabulary.words, "state_dict": model.cpu().state_dict(),
                                          "widths": list(widths), "image_dim": image_dim, "text_dim": text_dim,
                                          "embedding_dim": embedding_dim})  # fmt: skip
     model.to(device)
@@ -186,8 +179,9 @@ def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, 
     for i, seed in enumerate(probe_seeds):
         result = fine_tune(model.image_encoder, probe_set.images, probe_set.labels, test.images, test.labels,
                            mean=spec.mean, std=spec.std, epochs=probe_epochs, batch_size=64, lr=probe_lr,
-                           weight_decay=0.0, seed=seed, device=device, frozen=True, optimizer="adam")  # fmt: skip
-        _run.log_scalar("probe_accuracy", result.test_accuracy, i)
+                           weight_decay=0.0, seed=seed, device=device, frozen=True, optimizer="adam",
+                           checkpoint=checkpoint_path("clip", _config, f"probe-seed{seed}"))  # fmt: skip
+        _run.log_scalar(names.CLIP_PROBE_ACCURACY, result.test_accuracy, i)
         accuracies.append(result.test_accuracy)
 
     summary = {"probe_accuracy_mean": float(np.mean(accuracies)), "probe_accuracy_std": float(np.std(accuracies)),
@@ -195,6 +189,7 @@ def main(_run, _seed, device, dataset, train_size, labelled, test_size, widths, 
     print(f"clip run {_run._id}: image-text model on {len(captioned)} captioned {dataset} images; linear probe "
           f"{100 * summary['probe_accuracy_mean']:.2f}% on {len(probe_set)} labels, zero-shot {100 * zero_shot:.2f}%, "
           f"retrieval precision@{top_k} {100 * precision:.1f}%; results in {run_location(_run)}")  # fmt: skip
+    remove_checkpoints("clip", _config)
     return summary
 
 

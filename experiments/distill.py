@@ -4,57 +4,44 @@
     python experiments/distill.py with value              # optimal-value reformulation
     python experiments/distill.py with implicit           # implicit differentiation (CG on Hessian-vector products)
     python experiments/distill.py with baselines          # no distillation: protocol (b)'s baselines for |D|
-    python experiments/distill.py with with_diversity dsm size=500 tasks='["mnist", "fashion_mnist"]'
+    python experiments/distill.py with with_diversity dsm size=500 second_task=fashion_mnist
     python experiments/distill.py with value exact_sm   # the inner loss with Hyvarinen's trace term
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
 
 Per epoch the run logs ``outer_loss``, ``penalty``, ``rho``, ``course_test_accuracy``
-(protocol (a): the jointly trained head and features on the real test set; with several
-tasks one metric per task, ``course_test_accuracy_<task>``), ``recon_error`` (||X - AE(X)||
+(protocol (a): the jointly trained head and features on the real test set; with a
+``second_task`` one metric per task, ``course_test_accuracy_<task>``), ``recon_error`` (||X - AE(X)||
 on the real test images) and ``recon_error_D`` (on D itself); every ``eval_every`` epochs
 and at the end ``retrained_test_accuracy`` and ``retrained_recon_error`` (protocol (b): w
 refitted from scratch on D alone, a linear probe on the real training set's features);
 after the last epoch ``final_retrained_test_accuracy`` once per refit seed (step = its
 index; ``eval_seeds`` of them), whose mean is the run's protocol-(b) result. ``baselines``
 logs ``random_subset_test_accuracy`` once per random subset drawn.
-Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a).
+Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a). The
+epochs themselves run in ``lfr_report.distill.training``.
 A NaN or inf stops the run with the epoch and the term that diverged, marked FAILED.
 """
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-import math
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
-from tqdm.auto import tqdm
 
-from lfr_report.data import load_dataset
-from lfr_report.distill import SOLVERS, Distiller, InnerSpec, Task, reconstruction_error
-from lfr_report.distill.evaluation import (
-    probe_accuracy,
-    random_features,
-    random_subset,
-    retrained_accuracy,
-    supervised_accuracy,
-)
+from lfr_report import names
+from lfr_report.data import get_spec
+from lfr_report.distill import SOLVERS, Distiller, InnerSpec
+from lfr_report.distill.training import Schedule, distill, load_task, score_baselines
 from lfr_report.errors import ConfigError
-from lfr_report.evaluate import linear_probe
+from lfr_report.experiment import checks, new_experiment, non_negative, one_of, positive, positive_int, record_data
 from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = Experiment("distill", base_dir=str(Path(__file__).resolve().parents[1]))
-ex.captured_out_filter = apply_backspaces_and_linefeeds
+# data.name: the main task, a 28x28 data set; data.train_size / data.test_size: its real labelled images for the outer
+# loss and its real test images (mnist: its fixed 8,000 / 2,000 split), and as many of second_task's
+ex = new_experiment("distill", data={"name": "mnist", "train_size": 8000, "test_size": 2000})
 
 
 # fmt: off
@@ -62,9 +49,7 @@ ex.captured_out_filter = apply_backspaces_and_linefeeds
 def config():
     scale = "default"  # smoke | default | full: which named config produced this run (reports show it)
     seed = 0  # seeds D's init, w's init, the batches and the heads
-    tasks = ["mnist"]  # outer tasks, each a 28x28 data set; several = multi-task (one head each, D and w shared)
-    train_size = 8000  # real labelled images per task for the outer loss (mnist: its fixed 8,000 / 2,000 split)
-    test_size = 2000  # real test images per task
+    second_task = None  # a second 28x28 data set distilled into the same D (multi-task: one head each, D and w shared)
     solver = "penalty"  # penalty | value | implicit | baselines (no distillation: protocol (b)'s baselines)
     size = 100  # |D|: distilled images (the assignment suggests 10, 50, 100, 500; the course used 300)
     init_high = 1 / 16  # D starts uniform in [0, init_high] (the course's)
@@ -95,9 +80,7 @@ def config():
 @ex.named_config
 def smoke():
     scale = "smoke"  # seconds: synthetic gratings, a tiny model, 2 epochs
-    tasks = ["synthetic"]
-    train_size = 512
-    test_size = 256
+    data = {"name": "synthetic", "train_size": 512, "test_size": 256}
     size = 20
     hidden = 8
     epochs = 2
@@ -107,11 +90,6 @@ def smoke():
     eval_seeds = 2
     snapshots = 2
     cg_iterations = 3
-
-
-@ex.named_config
-def default():
-    scale = "default"  # the CPU path `make report` runs
 
 
 @ex.named_config
@@ -159,140 +137,60 @@ def exact_sm():
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
-    if config["solver"] not in (*SOLVERS, "baselines"):
-        raise ConfigError(f"unknown solver {config['solver']!r}; use penalty, value, implicit or baselines")
-    for key in ("size", "hidden", "epochs", "batch_size", "eval_every", "retrain_steps", "eval_seeds", "snapshots",
-                "inner_steps", "cg_iterations", "train_size", "test_size"):  # fmt: skip
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    for key in ("lr", "sigma2", "inner_lr", "retrain_lr", "rho", "rho_max", "init_high"):
-        if not config[key] > 0:
-            raise ConfigError(f"{key} must be > 0, got {config[key]!r}")
-    for key in ("weight_decay", "noise", "diversity", "damping"):
-        if config[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
+def _one_loss_and_known_tasks(config):
     if config["trace"] and config["noise"] > 0:
         raise ConfigError("trace (exact score matching) and noise > 0 (denoising) are two proper losses; choose one")
-    if config["lr_decay"] not in ("constant", "cosine"):
-        raise ConfigError(f"lr_decay must be constant or cosine, got {config['lr_decay']!r}")
-    if not config["tasks"]:
-        raise ConfigError("tasks must name at least one data set, e.g. tasks='[\"mnist\"]'")
-    return {}
+    if config["second_task"] is not None:
+        get_spec(config["second_task"])  # an unknown name fails here
+        if config["second_task"] == config["data"]["name"]:
+            raise ConfigError(f"second_task must be another data set than data.name={config['data']['name']!r}")
 
 
-def load_task(name: str, train_size: int, test_size: int, seed: int) -> Task:
-    """A task's real images, flattened to [0, 1]; all tasks must share one image shape."""
-    train, test = (
-        load_dataset(name, "train").subset(train_size, seed),
-        load_dataset(name, "test").subset(test_size, seed),
-    )
-    if train.spec.shape[0] != 1 or train.spec.shape[1:] != (28, 28):
-        raise ConfigError(f"distillation uses 28x28 grey images; {name} is {'x'.join(map(str, train.spec.shape))}")
-    flat = [split.images.flatten(1).float() / 255 for split in (train, test)]
-    return Task(name, flat[0], train.labels, flat[1], test.labels, test.source)
-
-
-def run_baselines(_run, spec: InnerSpec, task: Task, size: int, retrain_steps: int, retrain_lr: float, seed: int,
-                  epochs: int, batch_size: int, lr: float, eval_seeds: int):  # fmt: skip
-    """Protocol (b)'s reference points for ``size`` images (what D has to beat), and
-    protocol (a)'s ceiling (the same network trained on the real data alone). The random
-    subset is drawn ``eval_seeds`` times (logged per draw, step = its index)."""
-    subsets = []
-    for k in range(eval_seeds):
-        subset = random_subset(task.train_x, size, seed + k)
-        subsets.append(retrained_accuracy(spec, subset, task, retrain_steps, retrain_lr, seed + k)[:2])
-        _run.log_scalar("random_subset_test_accuracy", subsets[-1][0], k)
-        _run.log_scalar("random_subset_recon_error", subsets[-1][1], k)
-    subset_acc, subset_err = (sum(values) / eval_seeds for values in zip(*subsets, strict=True))
-    full_acc, full_err, _ = retrained_accuracy(spec, task.train_x, task, retrain_steps, retrain_lr, seed)
-    random_acc = probe_accuracy(random_features(spec, task.train_x.shape[1], seed), task, seed)
-    pixels = linear_probe(task.train_x, task.train_y, task.test_x, task.test_y, seed=seed).test_accuracy
-    supervised = supervised_accuracy(spec, task, epochs, batch_size, lr, seed)
-    results = {"supervised_test_accuracy": supervised, "all_real_test_accuracy": full_acc, "all_real_recon_error": full_err,
-               "random_features_test_accuracy": random_acc, "pixels_test_accuracy": pixels}  # fmt: skip
-    for name, value in results.items():
-        _run.log_scalar(name, value)
-    results.update(random_subset_test_accuracy=subset_acc, random_subset_recon_error=subset_err)
-    print(f"distill baselines run {_run._id} ({task.name}, |D| = {size}): random subset {subset_acc:.2%} "
-          f"(mean of {eval_seeds}), "
-          f"all {len(task.train_x)} real {full_acc:.2%}, random features {random_acc:.2%}, pixels {pixels:.2%}; "
-          f"protocol (a)'s ceiling (supervised, no D) {supervised:.2%}; "
-          f"recorded in {run_location(_run)}")  # fmt: skip
-    return results
+checks(ex, {
+    "solver": one_of(*SOLVERS, "baselines"), "size": positive_int, "hidden": positive_int, "epochs": positive_int,
+    "batch_size": positive_int, "eval_every": positive_int, "retrain_steps": positive_int, "eval_seeds": positive_int,
+    "snapshots": positive_int, "inner_steps": positive_int, "cg_iterations": positive_int, "lr": positive,
+    "sigma2": positive, "inner_lr": positive, "retrain_lr": positive, "rho": positive, "rho_max": positive,
+    "init_high": positive, "weight_decay": non_negative, "noise": non_negative, "diversity": non_negative,
+    "damping": non_negative, "lr_decay": one_of("constant", "cosine"),
+}, extra=_one_loss_and_known_tasks)  # fmt: skip
 
 
 @ex.main
-def main(_run, _seed, scale, tasks, train_size, test_size, solver, size, init_high, hidden, sigma2, weight_decay, noise,
-         trace, epochs, batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
+def main(_run, _seed, data, second_task, solver, size, init_high, hidden, sigma2, weight_decay, noise, trace, epochs,
+         batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
          retrain_steps, retrain_lr, eval_seeds, snapshots):  # fmt: skip
     begin_run(_run, _seed, "cpu")  # small dense problems: the CPU is the right device
-    real = [load_task(name, train_size, test_size, _seed) for name in tasks]
+    tasks = [data["name"]] + ([second_task] if second_task else [])
+    real = [load_task(name, data["train_size"], data["test_size"], _seed) for name in tasks]
     spec = InnerSpec(hidden, sigma2, weight_decay, noise, trace)
-    _run.info.update(train_images=[len(t.train_x) for t in real], test_images=[len(t.test_x) for t in real],
-                     dataset=" + ".join(tasks), data_source="; ".join(t.source for t in real))  # fmt: skip
+    schedule = Schedule(epochs, batch_size, lr, lr_decay, rho, rho_max, eval_every, retrain_steps, retrain_lr,
+                        eval_seeds, snapshots)  # fmt: skip
+    record_data(_run, get_spec(tasks[0]), train_images=[len(t.train_x) for t in real],
+                test_images=[len(t.test_x) for t in real], dataset=" + ".join(tasks),
+                data_source="; ".join(t.source for t in real))  # fmt: skip
     if solver == "baselines":
-        return run_baselines(
-            _run, spec, real[0], size, retrain_steps, retrain_lr, _seed, epochs, batch_size, lr, eval_seeds
-        )
+        results = score_baselines(spec, real[0], size, schedule, _seed, _run.log_scalar)
+        print(f"distill baselines run {_run._id} ({real[0].name}, |D| = {size}): random subset "
+              f"{results[names.RANDOM_SUBSET_TEST_ACCURACY]:.2%} (mean of {eval_seeds}), all {len(real[0].train_x)} "
+              f"real {results[names.ALL_REAL_TEST_ACCURACY]:.2%}, random features "
+              f"{results[names.RANDOM_FEATURES_TEST_ACCURACY]:.2%}, pixels {results[names.PIXELS_TEST_ACCURACY]:.2%}; "
+              f"protocol (a)'s ceiling (supervised, no D) {results[names.SUPERVISED_TEST_ACCURACY]:.2%}; "
+              f"recorded in {run_location(_run)}")  # fmt: skip
+        return results
 
     distiller = Distiller(solver, spec, real, size, lr=lr, init_high=init_high, diversity_weight=diversity, rho=rho,
                           inner_steps=inner_steps, inner_lr=inner_lr, cg_iterations=cg_iterations, damping=damping,
                           seed=_seed)  # fmt: skip
-    generator = torch.Generator().manual_seed(_seed)
-    steps = min(len(t.train_x) for t in real) // batch_size
-    keep = sorted({0, *np.linspace(1, epochs, snapshots).round().astype(int).tolist()})
-    history = {0: distiller.D.detach().clone()}
-    suffix = [""] if len(real) == 1 else [f"_{t.name}" for t in real]
-    protocol_b = {}
-    for epoch in tqdm(range(1, epochs + 1), desc=f"distill ({solver})"):
-        distiller.rho = rho * (rho_max / rho) ** ((epoch - 1) / max(1, epochs - 1))
-        if lr_decay == "cosine":
-            for group in distiller.optimizer.param_groups:
-                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * (epoch - 1) / epochs))
-        orders = [torch.randperm(len(t.train_x), generator=generator) for t in real]
-        sums: dict[str, float] = {}
-        for i in range(steps):
-            picks = [order[i * batch_size : (i + 1) * batch_size] for order in orders]
-            terms = distiller.step([(t.train_x[p], t.train_y[p]) for t, p in zip(real, picks, strict=True)])
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-        means = {name: total / steps for name, total in sums.items()}
-        distiller.check_finite(epoch, means)
-        for name, value in means.items():
-            _run.log_scalar(name, value, epoch)
-        _run.log_scalar("rho", distiller.rho, epoch)
-        for tag, accuracy in zip(suffix, distiller.course_accuracy(), strict=True):
-            _run.log_scalar(f"course_test_accuracy{tag}", accuracy, epoch)
-        with torch.no_grad():
-            _run.log_scalar("recon_error", float(reconstruction_error(distiller.w, real[0].test_x, sigma2)), epoch)
-            _run.log_scalar("recon_error_D", float(reconstruction_error(distiller.w, distiller.D, sigma2)), epoch)
-        if epoch in keep:
-            history[epoch] = distiller.D.detach().clone()
-        if epoch % eval_every == 0 or epoch in (1, epochs):
-            for tag, task in zip(suffix, real, strict=True):
-                accuracy, error, _ = retrained_accuracy(spec, distiller.D, task, retrain_steps, retrain_lr, _seed)
-                _run.log_scalar(f"retrained_test_accuracy{tag}", accuracy, epoch)
-                _run.log_scalar(f"retrained_recon_error{tag}", error, epoch)
-
-    for tag, task in zip(suffix, real, strict=True):  # protocol (b) of the final D, refitted from eval_seeds inits
-        accuracies = [retrained_accuracy(spec, distiller.D, task, retrain_steps, retrain_lr, _seed + k)[0]
-                      for k in range(eval_seeds)]  # fmt: skip
-        for k, accuracy in enumerate(accuracies):
-            _run.log_scalar(f"final_retrained_test_accuracy{tag}", accuracy, k)
-        protocol_b[task.name] = sum(accuracies) / eval_seeds
-
+    history, protocol_b = distill(distiller, real, schedule, _seed, _run.log_scalar, desc=f"distill ({solver})")
     w = distiller.w
-    add_npz_artifact(_run, "distilled.npz", D=distiller.D.detach(), snapshots=torch.stack(list(history.values())),
+    add_npz_artifact(_run, names.DISTILLED, D=distiller.D.detach(), snapshots=torch.stack(list(history.values())),
                      snapshot_epochs=np.array(list(history)), W=w.W.detach(), b=w.b.detach(), a=w.a.detach())  # fmt: skip
     course = distiller.course_accuracy()
     print(f"distill run {_run._id} ({solver}, |D| = {size}, {', '.join(tasks)}): protocol (a) "
           f"{', '.join(f'{a:.2%}' for a in course)}, protocol (b) {', '.join(f'{a:.2%}' for a in protocol_b.values())} "
-          f"(mean of {eval_seeds} refits); "
-          f"D and w in {run_location(_run)}")  # fmt: skip
-    return {"course_test_accuracy": course[0], "retrained_test_accuracy": protocol_b[real[0].name]}
+          f"(mean of {eval_seeds} refits); D and w in {run_location(_run)}")  # fmt: skip
+    return {names.COURSE_TEST_ACCURACY: course[0], names.RETRAINED_TEST_ACCURACY: protocol_b[real[0].name]}
 
 
 if __name__ == "__main__":

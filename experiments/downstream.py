@@ -18,21 +18,16 @@ Tasks (each on the encoder run's own dataset and data subsets):
   (``silhouette``, ``adjusted_rand``, ``clustering.npz``).
 
 ``encoder_config`` picks the newest COMPLETED run of ``encoder_experiment`` whose config
-matches it; the id it finds is written into ``encoder_run`` before the run starts.
+matches it; the id it finds is written into ``encoder_run`` before the run starts, and
+that run's ``data`` (name and subsets) into this run's ``data``.
 """
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
 
+from lfr_report import names
 from lfr_report.data import load_dataset, subset_index
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.errors import ConfigError
@@ -41,16 +36,26 @@ from lfr_report.evaluate.anomaly import detect_anomalies
 from lfr_report.evaluate.clustering import cluster
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.evaluate.retrieval import one_per_class, retrieve
+from lfr_report.experiment import (
+    checks,
+    completed_run,
+    describe_data,
+    load_encoder,
+    new_experiment,
+    one_of,
+    positive_int,
+    record_data,
+)
 from lfr_report.ingredients import probe_ingredient, run_probe
 from lfr_report.ingredients.data import splits
 from lfr_report.tracking import open_store, run_commandline
-from lfr_report.tracking.artifacts import add_npz_artifact, read_encoder
+from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 TASKS = ("probe", "embeddings", "retrieval", "anomaly", "clustering")
 
-ex = Experiment("downstream", ingredients=[probe_ingredient], base_dir=str(Path(__file__).resolve().parents[1]))
+ex = new_experiment("downstream", probe_ingredient, data=False)  # its data is the encoder run's
 
 
 # fmt: off
@@ -63,6 +68,7 @@ def config():
     encoder_run = None  # id of the run whose encoder.pt is evaluated
     encoder_experiment = "vicreg"  # with encoder_config: the experiment that made the encoder
     encoder_config = {}  # instead of encoder_run: config values the encoder's run must have (newest match)
+    data = {"name": None, "train_size": None, "test_size": None}  # the encoder run's data and subsets, filled in from it
     retrieval_per_class = 1  # retrieval: query images per class
     retrieval_n = 5  # retrieval: nearest and farthest images shown per query
     anomaly_data = "mnist"  # anomaly: the dataset whose test split is the anomalies (the exercise: MNIST)
@@ -83,32 +89,38 @@ def smoke():
 
 
 @ex.named_config
-def default():
-    scale = "default"
-
-
-@ex.named_config
 def full():
     scale = "full"
 # fmt: on
 
 
+checks(ex, {
+    "task": one_of(*TASKS), "retrieval_per_class": positive_int, "retrieval_n": positive_int, "anomaly_k": positive_int,
+    "anomaly_shown": positive_int, "clusters": positive_int, "silhouette_points": positive_int,
+    "tsne_points": positive_int,
+})  # fmt: skip
+
+
 @ex.config_hook
 def resolve_encoder(config, command_name, logger):
-    """Check the task and name the encoder's run id in the config, resolving ``encoder_config``."""
-    if config["task"] not in TASKS:
-        raise ConfigError(f"unknown task {config['task']!r}; tasks: {', '.join(TASKS)}")
+    """Name the encoder's run id in the config, resolving ``encoder_config``, and its data as this run's."""
     if config["encoder_run"] is not None:
-        return {"encoder_run": str(config["encoder_run"])}
-    if not config["encoder_config"]:
+        run_id = str(config["encoder_run"])
+    elif not config["encoder_config"]:
         raise ConfigError("name the encoder: encoder_run=<run id> or encoder_config={...} (config values of its run)")
-    store = open_store()
-    found = store.latest(config["encoder_experiment"], config["encoder_config"])
-    if found is None:
-        raise ConfigError(
-            f"no COMPLETED {config['encoder_experiment']} run in {store.location} matches {config['encoder_config']}"
-        )
-    return {"encoder_run": found.id}
+    else:
+        store = open_store()
+        found = store.latest(config["encoder_experiment"], config["encoder_config"])
+        if found is None:
+            raise ConfigError(
+                f"no COMPLETED {config['encoder_experiment']} run in {store.location} matches {config['encoder_config']}"
+            )
+        run_id = found.id
+    data = completed_run(run_id).config["data"]
+    given = {key: value for key, value in config["data"].items() if value is not None}
+    if any(data.get(key) != value for key, value in given.items()):
+        raise ConfigError(f"data is the encoder's: run {run_id} has data={data}, not {given}")
+    return {"encoder_run": run_id, "data": data}
 
 
 def _views(images: torch.Tensor, index: np.ndarray) -> np.ndarray:
@@ -116,19 +128,15 @@ def _views(images: torch.Tensor, index: np.ndarray) -> np.ndarray:
 
 
 @ex.main
-def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_class, retrieval_n, anomaly_data, anomaly_k,
-         anomaly_shown, clusters, silhouette_points, tsne_points):  # fmt: skip
+def main(_run, _seed, device, task, encoder_run, encoder_config, data, retrieval_per_class, retrieval_n, anomaly_data,
+         anomaly_k, anomaly_shown, clusters, silhouette_points, tsne_points):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    store = open_store()
-    source = store.get(encoder_run)
-    if source.status != "COMPLETED":
-        raise ConfigError(f"run {encoder_run} is {source.status}, not COMPLETED: its encoder is not final")
-    encoder, arch = read_encoder(store, encoder_run)
+    source = completed_run(encoder_run)
+    encoder, arch = load_encoder(encoder_run)
     encoder = encoder.to(device)
-    data = source.config["data"]
     train, test = splits(data["name"], data["train_size"], data["test_size"], source.config["seed"])
-    _run.info.update(dataset=train.name, data_source=train.source, encoder_experiment=source.experiment, encoder_arch=arch,
-                     encoder_found_by=encoder_config or "run id")  # fmt: skip
+    record_data(_run, train.spec, dataset=train.name, data_source=train.source, encoder_experiment=source.experiment,
+                encoder_arch=arch, encoder_found_by=encoder_config or "run id")  # fmt: skip
     mean, std = train.spec.mean, train.spec.std
 
     def represent(images: torch.Tensor) -> torch.Tensor:
@@ -137,17 +145,17 @@ def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_c
     summary: dict[str, float] = {}
     if task == "probe":
         result = run_probe(represent(train.images), train.labels, represent(test.images), test.labels, device)
-        summary = {"probe_test_accuracy": result.test_accuracy, "probe_train_accuracy": result.train_accuracy}
+        summary = {names.PROBE_TEST_ACCURACY: result.test_accuracy, names.PROBE_TRAIN_ACCURACY: result.train_accuracy}
     elif task == "embeddings":
         shown = subset_index(len(test), tsne_points, _seed)
         points = represent(test.images)[shown]
-        add_npz_artifact(_run, "test_embedding_2d.npz", pca=pca_2d(points), tsne=tsne_2d(points, seed=_seed),
+        add_npz_artifact(_run, names.TEST_EMBEDDING_2D, pca=pca_2d(points), tsne=tsne_2d(points, seed=_seed),
                          labels=test.labels[shown], index=shown)  # fmt: skip
     elif task == "retrieval":
         queries = one_per_class(train.labels, seed=_seed, per_class=retrieval_per_class)
         found = retrieve(represent(train.images), queries, retrieval_n)
         add_npz_artifact(
-            _run, "retrieval.npz", queries=found.queries, nearest=found.nearest, farthest=found.farthest,
+            _run, names.RETRIEVAL, queries=found.queries, nearest=found.nearest, farthest=found.farthest,
             nearest_distance=found.nearest_distance, farthest_distance=found.farthest_distance,
             query_images=_views(train.images, found.queries), nearest_images=_views(train.images, found.nearest),
             farthest_images=_views(train.images, found.farthest), query_labels=train.labels[found.queries],
@@ -161,11 +169,12 @@ def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_c
         top = result.most_anomalous(anomaly_shown)
         all_images = torch.cat([test.images, anomaly_images])
         add_npz_artifact(
-            _run, "anomaly.npz", scores=result.scores, labels=result.labels, fpr=result.fpr, tpr=result.tpr,
+            _run, names.ANOMALY, scores=result.scores, labels=result.labels, fpr=result.fpr, tpr=result.tpr,
             top=top, top_images=_views(all_images, top), top_is_anomaly=result.labels[top],
         )  # fmt: skip
-        _run.info.update(anomaly_source=anomalies.source, anomaly_images=len(anomaly_images), normal_images=len(test))
-        summary = {"anomaly_auc": result.auc}
+        _run.info.update(anomaly_source=anomalies.source, anomaly_images=len(anomaly_images), normal_images=len(test),
+                         anomaly_spec=describe_data(anomalies.spec))  # fmt: skip
+        summary = {names.ANOMALY_AUC: result.auc}
     elif task == "clustering":
         features = represent(train.images).numpy()
         labels = train.labels.numpy()
@@ -173,10 +182,10 @@ def main(_run, _seed, device, task, encoder_run, encoder_config, retrieval_per_c
         shown = subset_index(len(features), tsne_points, _seed).numpy()
         embedded = tsne_2d(np.concatenate([features[shown], result.centres]), seed=_seed)
         add_npz_artifact(
-            _run, "clustering.npz", tsne=embedded[: len(shown)], centres_tsne=embedded[len(shown) :],
+            _run, names.CLUSTERING, tsne=embedded[: len(shown)], centres_tsne=embedded[len(shown) :],
             assignments=result.assignments[shown], labels=labels[shown], index=shown,
         )  # fmt: skip
-        summary = {"silhouette": result.silhouette, "adjusted_rand": result.adjusted_rand}
+        summary = {names.SILHOUETTE: result.silhouette, names.ADJUSTED_RAND: result.adjusted_rand}
         _run.info["silhouette_points"] = result.silhouette_points
     for name, value in summary.items():
         _run.log_scalar(name, value)

@@ -17,31 +17,24 @@ Metrics: ``probe_test_accuracy``, ``probe_train_accuracy``. Artifacts: ``eigenma
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
 
+from lfr_report import names
 from lfr_report.data import subset_index
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
 from lfr_report.evaluate.eigenmaps import laplacian_eigenmap
 from lfr_report.evaluate.embed import tsne_2d
-from lfr_report.ingredients import data_ingredient, load_splits, probe_ingredient, run_probe
+from lfr_report.experiment import checks, interval, new_experiment, positive_int, record_data
+from lfr_report.ingredients import load_splits, probe_ingredient, run_probe
 from lfr_report.models import RandomFeatureCNN
 from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = Experiment(
-    "eigenmaps", ingredients=[data_ingredient, probe_ingredient], base_dir=str(Path(__file__).resolve().parents[1])
-)
+ex = new_experiment("eigenmaps", probe_ingredient)
 
 
 # fmt: off
@@ -67,27 +60,19 @@ def smoke():
 
 
 @ex.named_config
-def default():
-    scale = "default"  # Fashion-MNIST, as the rest of the default path
-
-
-@ex.named_config
 def full():
     scale = "full"
     data = {"name": "cifar10"}
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    for key in ("images", "cnn_dim", "neighbours", "components"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
+def _below_the_images(config):
     if config["components"] + 1 >= config["images"] or config["neighbours"] >= config["images"]:
         raise ConfigError("components and neighbours must be well below the number of images")
-    if not 0 < config["probe_fraction"] < 1:
-        raise ConfigError(f"probe_fraction must be in (0, 1), got {config['probe_fraction']!r}")
-    return {}
+
+
+checks(ex, {"images": positive_int, "cnn_dim": positive_int, "neighbours": positive_int, "components": positive_int,
+            "probe_fraction": interval("(0, 1)")}, extra=_below_the_images)  # fmt: skip
 
 
 @ex.main
@@ -96,7 +81,7 @@ def main(_run, _seed, device, images, cnn_dim, neighbours, components, probe_fra
     train, _ = load_splits()
     chosen = subset_index(len(train), images, _seed)
     graph_set = train.subset(images, seed=_seed)
-    _run.info.update(data_source=train.source, train_images=len(graph_set))
+    record_data(_run, train.spec, data_source=train.source, train_images=len(graph_set))
 
     cnn = RandomFeatureCNN(train.spec.channels, train.spec.shape[-1], cnn_dim).to(device)
     vectors = encode(cnn, graph_set.images, train.spec.mean, train.spec.std, device).numpy()
@@ -112,9 +97,9 @@ def main(_run, _seed, device, images, cnn_dim, neighbours, components, probe_fra
     _run.log_scalar("probe_test_accuracy", probe.test_accuracy)
     _run.log_scalar("probe_train_accuracy", probe.train_accuracy)
 
-    add_npz_artifact(_run, "eigenmap.npz", embedding=eigenmap.embedding, labels=labels, index=chosen,
+    add_npz_artifact(_run, names.EIGENMAP, embedding=eigenmap.embedding, labels=labels, index=chosen,
                      eigenvalues=eigenmap.eigenvalues, probe_scored=score_part)  # fmt: skip
-    add_npz_artifact(_run, "eigenmap_tsne.npz", tsne=tsne_2d(eigenmap.embedding, seed=_seed), labels=labels)
+    add_npz_artifact(_run, names.EIGENMAP_TSNE, tsne=tsne_2d(eigenmap.embedding, seed=_seed), labels=labels)
     print(f"eigenmaps run {_run._id}: linear probe {probe.test_accuracy:.2%} on {len(score_part)} held-out embedded "
           f"{train.name} images; embedding in {run_location(_run)}")  # fmt: skip
     return {"probe_test_accuracy": probe.test_accuracy, "graph_components": eigenmap.components_connected,

@@ -19,29 +19,38 @@ the pretraining data set's statistics, as the linear evaluation does.
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
 
+from lfr_report import names
 from lfr_report.data import get_spec, load_dataset
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate.finetune import fine_tune, stratified_subset
+from lfr_report.experiment import (
+    checks,
+    completed_run,
+    integer,
+    interval,
+    list_of,
+    load_encoder,
+    new_experiment,
+    non_negative,
+    one_of,
+    optional,
+    positive,
+    positive_int,
+    record_data,
+)
 from lfr_report.models import build_encoder
-from lfr_report.tracking import open_store, run_commandline
-from lfr_report.tracking.artifacts import read_encoder
+from lfr_report.ssl.train import checkpoint_path, remove_checkpoints
+from lfr_report.tracking import run_commandline
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 INITS = ("pretrained", "scratch")
 
-ex = Experiment("finetune", base_dir=str(Path(__file__).resolve().parents[1]))
+ex = new_experiment("finetune", data=False)  # its data set defaults to the one its encoder was evaluated on
 
 
 # fmt: off
@@ -52,9 +61,7 @@ def config():
     device = "auto"  # auto | cpu | cuda
     encoder_run = None  # id of the run whose encoder.pt is fine-tuned (or, init=scratch, whose architecture is)
     init = "pretrained"  # pretrained: start from that encoder | scratch: same architecture, fresh weights
-    dataset = None  # labelled data set; None: the encoder run's ``transfer`` (else its own data set)
-    train_size = None  # labelled training images to draw the fractions from (None: the whole training split)
-    test_size = None  # test images scored (None: the whole test split)
+    data = {"name": None, "train_size": None, "test_size": None}  # name: the labelled data set (None: the encoder run's transfer, else its data set); train_size: training images the fractions are drawn from; test_size: test images scored (None: the whole split)
     fractions = [0.01, 0.05, 0.1, 0.5, 1.0]  # labelled share of the training split, stratified by class
     seeds = [0, 1, 2, 3]  # one subset, init and batch order per seed (the example averages four)
     epochs = 5  # passes over the labelled subset (the example: 180 on CIFAR-10, for a GPU)
@@ -70,15 +77,9 @@ def config():
 def smoke():
     scale = "smoke"  # seconds: one epoch, a few steps, two seeds
     seeds = [0, 1]
-    train_size = 512
-    test_size = 256
+    data = {"train_size": 512, "test_size": 256}
     epochs = 1
     min_steps = 5
-
-
-@ex.named_config
-def default():
-    scale = "default"
 
 
 @ex.named_config
@@ -89,49 +90,39 @@ def full():
 # fmt: on
 
 
+checks(ex, {
+    "init": one_of(*INITS), "fractions": list_of(interval("(0, 1]")), "seeds": list_of(integer), "epochs": positive_int,
+    "batch_size": positive_int, "lr": positive, "min_steps": non_negative, "data.train_size": optional(positive_int),
+    "data.test_size": optional(positive_int),
+})  # fmt: skip
+
+
 @ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
+def resolve_data(config, command_name, logger):
+    """The encoder's run must have COMPLETED; ``data.name`` defaults to the data set it was evaluated on."""
     if config["encoder_run"] is None:
         raise ConfigError("name the encoder to fine-tune: encoder_run=<run id> (see `lfr runs --experiment simclr`)")
-    if config["init"] not in INITS:
-        raise ConfigError(f"unknown init {config['init']!r}; use one of {', '.join(INITS)}")
-    if not config["fractions"] or any(not 0 < f <= 1 for f in config["fractions"]):
-        raise ConfigError(f"fractions must be a non-empty list of values in (0, 1], got {config['fractions']!r}")
-    if not config["seeds"]:
-        raise ConfigError("seeds must list at least one seed")
-    for key in ("epochs", "batch_size"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    if config["lr"] <= 0 or config["min_steps"] < 0:
-        raise ConfigError("lr must be > 0 and min_steps >= 0")
-    return {}
-
-
-def fraction_key(fraction: float) -> str:
-    """0.01 -> '1pct': the fraction's part of a metric name."""
-    return f"{100 * fraction:g}pct"
+    source = completed_run(config["encoder_run"])
+    name = config["data"]["name"] or source.config.get("transfer") or source.config["data"]["name"]
+    get_spec(name)  # an unknown name fails here
+    return {"data": {"name": name}}
 
 
 @ex.main
-def main(_run, _seed, device, encoder_run, init, dataset, train_size, test_size, fractions, seeds, epochs, min_steps, batch_size, lr, momentum,
+def main(_run, _config, _seed, device, encoder_run, init, data, fractions, seeds, epochs, min_steps, batch_size, lr, momentum,
          weight_decay, channels_last):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    store = open_store()
-    source = store.get(encoder_run)
-    if source.status != "COMPLETED":
-        raise ConfigError(f"run {encoder_run} is {source.status}, not COMPLETED: its encoder is not final")
-    pretrained, arch = read_encoder(store, encoder_run)
-    name = dataset or source.config.get("transfer") or source.config["data"]["name"]
+    source = completed_run(encoder_run)
+    pretrained, arch = load_encoder(encoder_run)
     spec = get_spec(source.config["data"]["name"])  # the pretraining data: input shape and normalisation
-    train, test = load_dataset(name, "train").subset(train_size), load_dataset(name, "test").subset(test_size)
+    train = load_dataset(data["name"], "train").subset(data["train_size"])
+    test = load_dataset(data["name"], "test").subset(data["test_size"])
     train_images, test_images = fit_to_shape(train.images, spec.shape), fit_to_shape(test.images, spec.shape)
-    _run.info.update(dataset=name, data_source=train.source, encoder_experiment=source.experiment, encoder_arch=arch,
-                     train_images=len(train), test_images=len(test))  # fmt: skip
+    record_data(_run, train.spec, dataset=train.name, data_source=train.source, encoder_experiment=source.experiment,
+                encoder_arch=arch, train_images=len(train), test_images=len(test))  # fmt: skip
 
     summary: dict[str, float] = {}
     for fraction in fractions:
-        key = fraction_key(fraction)
         accuracies = []
         for i, seed in enumerate(seeds):
             torch.manual_seed(seed)
@@ -143,20 +134,20 @@ def main(_run, _seed, device, encoder_run, init, dataset, train_size, test_size,
                 encoder, train_images[labelled], train.labels[labelled], test_images, test.labels,
                 mean=spec.mean, std=spec.std, epochs=epochs, min_steps=min_steps, batch_size=batch_size, lr=lr,
                 momentum=momentum, weight_decay=weight_decay, seed=seed, device=device, channels_last=channels_last,
+                checkpoint=checkpoint_path("finetune", _config, f"{names.fraction_key(fraction)}-seed{seed}"),
             )  # fmt: skip
-            _run.log_scalar(f"test_accuracy_{key}", result.test_accuracy, i)
-            _run.log_scalar(f"train_loss_{key}", result.final_loss, i)
+            _run.log_scalar(names.fraction_accuracy(fraction), result.test_accuracy, i)
+            _run.log_scalar(names.fraction_loss(fraction), result.final_loss, i)
             accuracies.append(result.test_accuracy)
             print(f"  {init} {100 * fraction:g}% labels ({result.labelled} images), seed {seed}: "
                   f"test accuracy {100 * result.test_accuracy:.2f}%")  # fmt: skip
-        summary[f"test_accuracy_{key}_mean"] = float(np.mean(accuracies))
-        summary[f"test_accuracy_{key}_std"] = float(np.std(accuracies))
+        summary[f"{names.fraction_accuracy(fraction)}_mean"] = float(np.mean(accuracies))
+        summary[f"{names.fraction_accuracy(fraction)}_std"] = float(np.std(accuracies))
 
-    headline = ", ".join(
-        f"{100 * f:g}%: {100 * summary[f'test_accuracy_{fraction_key(f)}_mean']:.2f}" for f in fractions
-    )
-    print(f"finetune run {_run._id}: {init} {arch['name']} (run {encoder_run}) on {name}, {len(seeds)} seeds; "
+    headline = ", ".join(f"{100 * f:g}%: {100 * summary[f'{names.fraction_accuracy(f)}_mean']:.2f}" for f in fractions)
+    print(f"finetune run {_run._id}: {init} {arch['name']} (run {encoder_run}) on {train.name}, {len(seeds)} seeds; "
           f"{headline}; results in {run_location(_run)}")  # fmt: skip
+    remove_checkpoints("finetune", _config)
     return summary
 
 

@@ -11,49 +11,44 @@ default pretrains on Fashion-MNIST's training images (labels unused) and evaluat
 data sets. The run logs ``train_{loss,positive_similarity,top1}`` per batch and ``test_*``
 per epoch, then ``transfer_probe_test_accuracy`` once per probe seed (step = the seed's
 index) and keeps their mean and standard deviation in the result; ``encoder.pt`` is the
-pretrained backbone (the projection head g is discarded, as SimCLR does).
+pretrained backbone (the projection head g is discarded, as SimCLR does), ``views.npz``
+eight training images and two augmented views of each.
 """
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import numpy as np
 import torch
-from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
 
-from lfr_report.data import load_dataset
+from lfr_report import names
+from lfr_report.data import Augment, load_dataset
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
-from lfr_report.ingredients import (
-    augment_ingredient,
-    build_augment,
-    data_ingredient,
-    load_splits,
-    probe_ingredient,
-    run_probe,
+from lfr_report.experiment import (
+    at_least,
+    checks,
+    integer,
+    list_of,
+    new_experiment,
+    positive,
+    positive_int,
+    record_data,
+    save_encoder,
 )
+from lfr_report.ingredients import augment_ingredient, build_augment, load_splits, probe_ingredient, run_probe
 from lfr_report.models import Projector, build_encoder, encoder_arch
 from lfr_report.ssl import SimCLRLoss
-from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits
+from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits, remove_checkpoints
 from lfr_report.ssl.views import augmented_pair
 from lfr_report.tracking import run_commandline
-from lfr_report.tracking.artifacts import add_torch_artifact
+from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = Experiment(
-    "simclr",
-    ingredients=[data_ingredient, augment_ingredient, probe_ingredient],
-    base_dir=str(Path(__file__).resolve().parents[1]),
-)
-ex.captured_out_filter = apply_backspaces_and_linefeeds
+VIEWS_SHOWN = 8  # training images stored with two augmented views of each (the report's figure)
+
+ex = new_experiment("simclr", augment_ingredient, probe_ingredient)
 
 
 # fmt: off
@@ -95,11 +90,6 @@ def smoke():
 
 
 @ex.named_config
-def default():
-    scale = "default"  # the CPU path: Fashion-MNIST -> MNIST digits, the 4-block ConvNet
-
-
-@ex.named_config
 def resnet():
     encoder = "resnet20"  # the example's second backbone: nine residual blocks, CIFAR stem
     widths = [16, 32, 64]  # He et al.'s CIFAR widths
@@ -114,33 +104,40 @@ def full():
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
-    for key in ("epochs", "encoder_dim", "projector_dim", "projector_layers", "log_every"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not isinstance(config["batch_size"], int) or config["batch_size"] < 2:
-        raise ConfigError(f"batch_size must be an integer >= 2 (NT-Xent needs negatives), got {config['batch_size']!r}")
-    if config["temperature"] <= 0 or config["lr"] <= 0:
-        raise ConfigError("temperature and lr must be > 0")
-    if not config["probe_seeds"]:
-        raise ConfigError("probe_seeds must list at least one seed")
-    return {}
+checks(ex, {
+    "epochs": positive_int, "encoder_dim": positive_int, "projector_dim": positive_int, "projector_layers": positive_int,
+    "log_every": positive_int, "batch_size": at_least(2, "NT-Xent needs negatives"), "temperature": positive,
+    "lr": positive, "probe_seeds": list_of(integer),
+})  # fmt: skip
+
+
+def augmented_views(name: str, augment: Augment, seed: int) -> dict[str, torch.Tensor]:
+    """``VIEWS_SHOWN`` training images of ``name`` and two views of each made by ``augment``,
+    back in uint8: what the pretraining saw, for the report's figure (with a generator of
+    its own, so the training numbers do not depend on it)."""
+    train = load_dataset(name, "train")
+    generator = torch.Generator().manual_seed(seed)
+    images = train.images[torch.randperm(len(train), generator=generator)[:VIEWS_SHOWN]]
+
+    def shown(x: torch.Tensor) -> torch.Tensor:
+        return ((x * augment.std + augment.mean).clamp(0, 1) * 255).round().to(torch.uint8)
+
+    return {"images": images, "view_1": shown(augment(images, generator)), "view_2": shown(augment(images, generator))}
 
 
 @ex.main
-def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, projector_dim, projector_layers,
+def main(_run, _config, _seed, seed, device, encoder, widths, pool, encoder_dim, projector_dim, projector_layers,
          temperature, epochs, batch_size, lr, weight_decay, transfer, probe_seeds, channels_last, amp, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
     train, test = load_splits()
     target_train, target_test = load_dataset(transfer, "train"), load_dataset(transfer, "test")
-    _run.info.update(data_source=train.source, transfer_source=target_train.source, train_images=len(train),
-                     test_images=len(test))  # fmt: skip
+    record_data(_run, train.spec, data_source=train.source, transfer_source=target_train.source,
+                train_images=len(train), test_images=len(test))  # fmt: skip
     if len(train) < batch_size:
         raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")
 
-    views = augmented_pair(build_augment(train.spec), channels_last)
+    augment = build_augment(train.spec)
+    views = augmented_pair(augment, channels_last)
     arch = encoder_arch(encoder, train.spec.channels, encoder_dim, train.spec.shape[-1], widths, pool)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     f = build_encoder(**arch).to(device, memory_format=layout)
@@ -162,13 +159,15 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
     accuracies = []
     for i, probe_seed in enumerate(probe_seeds):
         probe = run_probe(features[0], target_train.labels, features[1], target_test.labels, device, _seed=probe_seed)
-        _run.log_scalar("transfer_probe_test_accuracy", probe.test_accuracy, i)
+        _run.log_scalar(names.TRANSFER_PROBE_TEST_ACCURACY, probe.test_accuracy, i)
         accuracies.append(probe.test_accuracy)
     mean, std = float(np.mean(accuracies)), float(np.std(accuracies))
 
-    weights = {name: value.cpu() for name, value in f.state_dict().items()}
-    add_torch_artifact(_run, "encoder.pt", {"arch": arch, "state_dict": weights})
-    checkpoint.unlink(missing_ok=True)
+    save_encoder(_run, f, arch)
+    add_npz_artifact(_run, names.VIEWS, **augmented_views(train.name, augment, seed))
+    _run.info["parameters"] = {"backbone": sum(p.numel() for p in getattr(f, "features", f).parameters()),
+                               "total": sum(p.numel() for p in f.parameters())}  # fmt: skip
+    remove_checkpoints("simclr", _config)
     print(f"simclr run {_run._id}: pretrained on {train.name}, linear evaluation on {transfer} "
           f"{100 * mean:.2f} ± {100 * std:.2f}% over {len(probe_seeds)} seeds; encoder in {run_location(_run)}")  # fmt: skip
     return {"transfer_probe_test_accuracy_mean": mean, "transfer_probe_test_accuracy_std": std}

@@ -17,43 +17,37 @@ A killed run leaves a checkpoint; the same command resumes it from its last epoc
 
 from __future__ import annotations
 
-# isort: off
-import lfr_report  # noqa: F401  (first: it silences the warning Sacred's import of pkg_resources prints)
-
-# isort: on
-from pathlib import Path
-
 import torch
-from sacred import Experiment
-from sacred.utils import apply_backspaces_and_linefeeds
 
+from lfr_report import names
 from lfr_report.data import subset_index
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
-from lfr_report.ingredients import (
-    augment_ingredient,
-    build_augment,
-    data_ingredient,
-    load_splits,
-    probe_ingredient,
-    run_probe,
+from lfr_report.experiment import (
+    at_least,
+    checks,
+    completed_run,
+    load_encoder,
+    new_experiment,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+    record_data,
+    save_encoder,
 )
+from lfr_report.ingredients import augment_ingredient, build_augment, load_splits, probe_ingredient, run_probe
 from lfr_report.models import Projector, build_encoder, encoder_arch
 from lfr_report.ssl import VICRegLoss
-from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits
+from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits, remove_checkpoints
 from lfr_report.ssl.views import augmented_pair, neighbour_pair, neighbour_table
-from lfr_report.tracking import open_store, run_commandline
-from lfr_report.tracking.artifacts import add_npz_artifact, add_torch_artifact, read_encoder
+from lfr_report.tracking import run_commandline
+from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = Experiment(
-    "vicreg",
-    ingredients=[data_ingredient, augment_ingredient, probe_ingredient],
-    base_dir=str(Path(__file__).resolve().parents[1]),
-)
-ex.captured_out_filter = apply_backspaces_and_linefeeds  # keep progress bars out of the stored output
+ex = new_experiment("vicreg", augment_ingredient, probe_ingredient)
 
 
 # fmt: off
@@ -101,11 +95,6 @@ def smoke():
 
 
 @ex.named_config
-def default():
-    scale = "default"  # the CPU path `make report` runs: Fashion-MNIST, the small ConvNet
-
-
-@ex.named_config
 def full():
     scale = "full"  # the exercise's setting: CIFAR-10, ResNet-18, 30 epochs; meant for a GPU
     data = {"name": "cifar10"}
@@ -125,43 +114,29 @@ def no_generated_neighbours():
 # fmt: on
 
 
-@ex.config_hook
-def check(config, command_name, logger):
-    """Impossible values fail before a run is recorded."""
-    for key in ("epochs", "encoder_dim", "projector_dim", "tsne_points", "log_every", "neighbours_k"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}")
-    batch_size = config["batch_size"]
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ConfigError(f"batch_size must be an integer >= 2 (variance needs two samples), got {batch_size!r}")
-    if config["lr"] <= 0:
-        raise ConfigError(f"lr must be > 0, got {config['lr']!r}")
-    for key in ("lambda_", "mu", "nu", "weight_decay"):
-        if config[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {config[key]!r}")
-    if config["gamma"] <= 0 or config["eps"] <= 0:
-        raise ConfigError("gamma and eps must be > 0")
-    if config["views"] not in ("augment", "neighbours"):
-        raise ConfigError(f"views must be augment or neighbours, got {config['views']!r}")
+def _views_and_batch(config):
     if config["views"] == "neighbours" and config["neighbours_from"] is None:
         raise ConfigError("views=neighbours needs neighbours_from=<id of a completed VICReg run>")
     train_size = config["data"]["train_size"]
-    if train_size is not None and train_size < batch_size:
-        raise ConfigError(f"data.train_size={train_size} is smaller than one batch of {batch_size}")
-    return {}
+    if train_size is not None and train_size < config["batch_size"]:
+        raise ConfigError(f"data.train_size={train_size} is smaller than one batch of {config['batch_size']}")
+
+
+checks(ex, {
+    "epochs": positive_int, "encoder_dim": positive_int, "projector_dim": positive_int, "tsne_points": positive_int,
+    "log_every": positive_int, "neighbours_k": positive_int, "batch_size": at_least(2, "variance needs two samples"),
+    "lr": positive, "lambda_": non_negative, "mu": non_negative, "nu": non_negative, "weight_decay": non_negative,
+    "gamma": positive, "eps": positive, "views": one_of("augment", "neighbours"),
+}, extra=_views_and_batch)  # fmt: skip
 
 
 def neighbour_views(source_run, train, test, k, augment, device, channels_last):
     """Q5's view makers: each image paired with one of its k nearest neighbours under the
     encoder of ``source_run`` (train images among train images, test among test)."""
-    store = open_store()
-    source = store.get(str(source_run))
-    if source.config.get("data", {}).get("name") != train.name:
-        raise ConfigError(
-            f"neighbours_from={source_run} was trained on {source.config['data']['name']!r}, not {train.name!r}"
-        )
-    encoder, _ = read_encoder(store, str(source_run))
-    encoder = encoder.to(device)
+    trained_on = completed_run(source_run).config.get("data", {}).get("name")
+    if trained_on != train.name:
+        raise ConfigError(f"neighbours_from={source_run} was trained on {trained_on!r}, not {train.name!r}")
+    encoder = load_encoder(source_run)[0].to(device)
     pairs = []
     for split in (train, test):
         features = encode(encoder, split.images, split.spec.mean, split.spec.std, device)
@@ -175,7 +150,7 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
          tsne_points, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
     train, test = load_splits()
-    _run.info.update(data_source=train.source, train_images=len(train), test_images=len(test))
+    record_data(_run, train.spec, data_source=train.source, train_images=len(train), test_images=len(test))
     if len(train) < batch_size:
         raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")
 
@@ -213,18 +188,17 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
         _run.log_scalar(f"{prefix}_test_accuracy", res.test_accuracy)
         _run.log_scalar(f"{prefix}_train_accuracy", res.train_accuracy)
 
-    weights = {name: value.cpu() for name, value in f.state_dict().items()}
-    add_torch_artifact(_run, "encoder.pt", {"arch": arch, "state_dict": weights})
-    add_npz_artifact(_run, "test_representations.npz", features=test_features, labels=test.labels)
+    save_encoder(_run, f, arch)
+    add_npz_artifact(_run, names.TEST_REPRESENTATIONS, features=test_features, labels=test.labels)
     shown = subset_index(len(test), tsne_points, _seed)
     points = test_features[shown]
-    add_npz_artifact(_run, "test_embedding_2d.npz", pca=pca_2d(points), tsne=tsne_2d(points, seed=_seed),
+    add_npz_artifact(_run, names.TEST_EMBEDDING_2D, pca=pca_2d(points), tsne=tsne_2d(points, seed=_seed),
                      labels=test.labels[shown], index=shown)  # fmt: skip
-    checkpoint.unlink(missing_ok=True)
+    remove_checkpoints("vicreg", _config)
 
     print(f"vicreg run {_run._id}: linear probe {probe.test_accuracy:.2%} on {train.name} test "
           f"(raw pixels {pixels.test_accuracy:.2%}); weights and representations in {run_location(_run)}")  # fmt: skip
-    return {"probe_test_accuracy": probe.test_accuracy, "pixels_probe_test_accuracy": pixels.test_accuracy}
+    return {names.PROBE_TEST_ACCURACY: probe.test_accuracy, names.PIXELS_PROBE_TEST_ACCURACY: pixels.test_accuracy}
 
 
 if __name__ == "__main__":

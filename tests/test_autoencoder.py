@@ -61,7 +61,7 @@ def test_training_lowers_the_reconstruction_error():
 @pytest.fixture(scope="session")
 def ae_runs(tmp_path_factory) -> Path:
     """A file store with every smoke-scale run the autoencoder report needs."""
-    return build_session_store(tmp_path_factory.mktemp("autoencoder") / "runs", report.gather_runs)
+    return build_session_store(tmp_path_factory.mktemp("autoencoder") / "runs", report.REPORT.gather)
 
 
 def test_the_autoencoder_run_logs_every_classifier_per_seed(ae_runs):
@@ -98,7 +98,7 @@ def test_report_answers_problem_set_7_in_order_from_the_runs(ae_runs, isolated):
     shutil.rmtree(root)
     shutil.copytree(ae_runs, root)
     store = FileRunStore(root)
-    out = report.build(store, "smoke", isolated / "reports" / "autoencoder.pdf")
+    out = report.REPORT.build(store, "smoke", isolated / "reports" / "autoencoder.pdf")
     pages, text = pdf_text(out)
     assert 3 <= pages <= 10
     order = ["Problem 7.1: Autoencoders", "Linear classifiers: methods I, II and III", "Table 1.",
@@ -107,7 +107,7 @@ def test_report_answers_problem_set_7_in_order_from_the_runs(ae_runs, isolated):
     positions = [text.index(heading) for heading in order]
     assert positions == sorted(positions)
     assert "This run used neither" in text  # says which encoders were used
-    runs = report.gather_runs(store, "smoke")
+    runs = report.REPORT.gather(store, "smoke")
     for key, kind in (("plain", "frozen"), ("plain", "random"), ("denoising", "frozen")):
         mean, std = store.metrics(runs[key].id)[f"accuracy_{kind}"].mean_std()
         assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text, (key, kind)
@@ -120,11 +120,11 @@ def test_impossible_configs_fail_before_a_run_is_recorded(isolated):
     quiet = {"--loglevel": "ERROR"}
     with pytest.raises(ConfigError, match="image_size must be a multiple of 8"):
         load_experiment("autoencoder").run(named_configs=["smoke"], config_updates={"image_size": 28}, options=quiet)
-    with pytest.raises(ConfigError, match="classifiers must come from"):
+    with pytest.raises(ConfigError, match="classifiers must be a non-empty list, each frozen, joint or random"):
         load_experiment("autoencoder").run(named_configs=["smoke"], config_updates={"classifiers": ["svm"]},
                                            options=quiet)  # fmt: skip
     with pytest.raises(ConfigError, match="batch_size must be in"):
         load_experiment("clip").run(named_configs=["smoke"], config_updates={"batch_size": 100000}, options=quiet)
     with pytest.raises(ConfigError, match="fewer than the 60000 \\+ 256 asked for"):  # found once the data is read
-        load_experiment("clip").run(named_configs=["smoke"], config_updates={"train_size": 60000}, options=quiet)
+        load_experiment("clip").run(named_configs=["smoke"], config_updates={"data.train_size": 60000}, options=quiet)
     assert not list((isolated / "runs").iterdir())

@@ -21,6 +21,7 @@ from lfr_report.distill import (
     reconstruct,
 )
 from lfr_report.distill.inner import residual, trace_term
+from lfr_report.distill.training import Schedule, distill
 
 
 def _params(d=7, k=5, seed=0, dtype=torch.float64) -> AEParams:
@@ -183,3 +184,20 @@ def test_unknown_solver_is_a_clear_error():
 def test_init_params_shapes():
     w = init_params(10, 3)
     assert w.W.shape == (10, 3) and w.b.shape == (3,) and w.a.shape == (10,)
+
+
+def test_the_epoch_loop_logs_each_epoch_per_task_and_refits_the_final_d():
+    tasks = [_task(n=64, seed=0), _task(n=64, seed=1)]
+    tasks[1].name = "other"
+    distiller = Distiller("penalty", InnerSpec(hidden=4), tasks, size=8, lr=1e-3, seed=0)
+    schedule = Schedule(epochs=3, batch_size=16, lr=1e-3, lr_decay="cosine", rho=1.0, rho_max=10.0, eval_every=2,
+                        retrain_steps=5, retrain_lr=1e-3, eval_seeds=2, snapshots=2)  # fmt: skip
+    logged: dict[str, list] = {}
+    history, final = distill(distiller, tasks, schedule, 0, lambda name, value, step=None: logged.setdefault(
+        name, []).append(step))  # fmt: skip
+    assert logged["outer_loss"] == logged["rho"] == logged["recon_error_D"] == [1, 2, 3]
+    assert logged["course_test_accuracy_halves"] == logged["course_test_accuracy_other"] == [1, 2, 3]
+    assert logged["retrained_test_accuracy_other"] == [1, 2, 3]  # every eval_every epochs, the first and the last
+    assert logged["final_retrained_test_accuracy_halves"] == [0, 1]  # one per refit seed
+    assert sorted(history) == [0, 1, 3] and set(final) == {"halves", "other"}
+    assert distiller.optimizer.param_groups[0]["lr"] < 1e-3  # the cosine decay

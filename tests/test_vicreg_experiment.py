@@ -26,6 +26,8 @@ def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
     assert run is not None and run.status == "COMPLETED"
     assert run.config["scale"] == "smoke" and run.config["data"]["name"] == "synthetic"
     assert run.info["device"].startswith("cpu") and run.info["data_source"].startswith("synthetic")
+    assert run.info["data_spec"] == {"name": "synthetic", "title": "synthetic gratings", "channels": 1,
+                                     "classes": [f"grating {k}" for k in range(10)], "shape": [1, 28, 28]}  # fmt: skip
     assert run.commit and len(run.commit.split("+")[0]) == 40
     metrics = store.metrics(run.id)
     steps = 512 // 64
@@ -68,6 +70,7 @@ def _last_line(text: str) -> str:
         (["batch_size=-1"], "batch_size must be an integer >= 2"),
         (["data.name=imagenet_22k"], "unknown dataset 'imagenet_22k'"),
         (["epochs=0"], "epochs must be a positive integer"),
+        (["lr=abc"], "lr must be a number > 0, got 'abc'"),  # a string where a number belongs: one line too
     ],
 )
 def test_impossible_config_fails_in_one_line_before_any_run(isolated, updates, expected):
