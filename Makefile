@@ -16,7 +16,8 @@ STAMP := $(VENV)/.installed
 endif
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SCALE ?= default
-REPORTS ?= vicreg distillation simclr autoencoder
+# which reports `make report` builds: all, or some of the names in lfr_report/registry.py
+REPORTS ?= all
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps data report test test-slow test-stack bench lint lint-docker format clean-reports \
@@ -40,7 +41,7 @@ data: setup ## get the offline datasets the reports use
 	$(PY) -m lfr_report data get fashion_mnist mnist
 
 report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
-	@for name in $(REPORTS); do $(PY) -m lfr_report report $$name --scale $(SCALE) || exit 1; done
+	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE)
 
 test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol tests on a local server)
 	$(PY) -m pytest -q

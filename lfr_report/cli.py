@@ -1,6 +1,6 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
-    lfr report vicreg|distillation|simclr|autoencoder [--scale default] [--out reports/NAME.pdf]
+    lfr report NAME [NAME ...] | all [--scale default] [--out reports/NAME.pdf]   (names: lfr report --help)
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -19,19 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from lfr_report.errors import LfrError
-
-REPORTS = ("vicreg", "distillation", "simclr", "autoencoder")
+from lfr_report.registry import REPORTS
 
 
 def _report(args: argparse.Namespace) -> None:
-    import importlib
-
+    from lfr_report.registry import report
     from lfr_report.tracking import open_store
 
-    report = importlib.import_module(f"lfr_report.report.{args.name}")  # one module per report, named as it
-    out = Path(args.out or f"reports/{args.name}.pdf")
-    path = report.build(open_store(), args.scale, out)
-    print(f"report written: {path}")
+    chosen = list(REPORTS) if "all" in args.names else list(dict.fromkeys(args.names))
+    out = Path(args.out or "reports")
+    if args.out and out.suffix.lower() == ".pdf" and len(chosen) > 1:
+        raise LfrError(f"--out {args.out} is one file but {len(chosen)} reports were asked for: give a folder")
+    folder = not args.out or out.is_dir() or out.suffix.lower() != ".pdf"  # a folder: NAME.pdf inside it
+    store = open_store()
+    for name in chosen:
+        path = report(name).build(store, args.scale, out / f"{name}.pdf" if folder else out)
+        print(f"report written: {path}")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -64,12 +67,22 @@ def _config_filter(pairs: list[str]) -> dict[str, Any]:
 
 
 def _last(metric) -> str:
-    return f"{metric.values[-1]:.4g}" if metric and metric.values else "-"
+    """A metric's last value for a table cell ("-" when the run did not log it)."""
+    return f"{metric.last:.4g}" if metric and metric.values else "-"
+
+
+STATUSES = ("COMPLETED", "FAILED", "RUNNING", "INTERRUPTED", "QUEUED", "TIMEOUT")  # Sacred's run statuses
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise LfrError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
 
 
 def _runs(args: argparse.Namespace) -> None:
     from lfr_report.tracking import open_store
 
+    _check_status(args.status)
     store = open_store()
     found = store.find(args.experiment, args.status, _config_filter(args.config) or None, args.tag)
     if not found:
@@ -121,6 +134,9 @@ def _runs_copy(args: argparse.Namespace) -> None:
     target = args.to or os.environ.get("LFR_MONGO_URL")
     if not target:
         raise LfrError("say where to copy: --to mongodb://HOST:PORT/DB (or set LFR_MONGO_URL), or --to DIR")
+    _check_status(args.status)
+    if args.source and "://" not in args.source and not Path(args.source).is_dir():
+        raise LfrError(f"--from {args.source}: no such folder of runs (a runs directory or a mongodb:// URL)")
     source, destination = store_at(args.source or runs_dir()), store_at(target)
     if source.location == destination.location:
         raise LfrError(f"--from and --to are the same store ({source.location})")
@@ -144,10 +160,11 @@ def parser() -> argparse.ArgumentParser:
         "report",
         help="build a PDF report, running the experiments it needs that the run store lacks",
     )
-    report.add_argument("name", choices=REPORTS, help="which report")
+    report.add_argument("names", nargs="+", metavar="NAME", choices=(*REPORTS, "all"),
+                        help=f"which reports: {', '.join(REPORTS)}, or all")  # fmt: skip
     report.add_argument("--scale", default="default", choices=("smoke", "default", "full"),
                         help="which named config of the experiments to use (default: default)")  # fmt: skip
-    report.add_argument("--out", help="output PDF (default: reports/NAME.pdf)")
+    report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
     report.set_defaults(func=_report)
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")
@@ -160,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
                                       "with filters; `show ID` prints a run's metrics; `copy` moves runs between "
                                       "the file store and MongoDB.")  # fmt: skip
     runs.add_argument("--experiment", help="only this experiment (e.g. vicreg)")
-    runs.add_argument("--status", help="only this status (COMPLETED, FAILED, RUNNING, INTERRUPTED)")
+    runs.add_argument("--status", help=f"only this status ({', '.join(STATUSES)})")
     runs.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                       help="only runs with this config value, dotted keys for ingredients (data.name=mnist); repeatable")  # fmt: skip
     runs.add_argument("--tag", action="append", default=[], help="only runs with this (Omniboard) tag; repeatable")

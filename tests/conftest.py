@@ -30,9 +30,9 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ablations, eigenmaps, downstream tasks), built once and shared by tests that read it."""
     from helpers import build_session_store
 
-    from lfr_report.report.vicreg import gather_runs
+    from lfr_report.report.vicreg import REPORT
 
-    return build_session_store(tmp_path_factory.mktemp("smoke") / "runs", gather_runs)
+    return build_session_store(tmp_path_factory.mktemp("smoke") / "runs", REPORT.gather)
 
 
 @pytest.fixture

@@ -49,3 +49,34 @@ def test_report_builds_from_the_store(smoke_store, isolated, capsys):
     assert cli.main(["report", "vicreg", "--scale", "smoke", "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF")
     assert "report written" in capsys.readouterr().out
+
+
+def test_report_out_may_name_a_folder(smoke_store, isolated, capsys):
+    folder = isolated / "pdfs"
+    folder.mkdir()
+    assert cli.main(["report", "vicreg", "--scale", "smoke", "--out", str(folder)]) == 0
+    assert (folder / "vicreg.pdf").read_bytes().startswith(b"%PDF")
+    assert cli.main(["report", "vicreg", "autoencoder", "--out", str(isolated / "one.pdf")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is one file but 2 reports were asked for" in err and "\n" not in err
+
+
+def test_unknown_status_and_missing_source_folder_are_errors(isolated, capsys):
+    assert cli.main(["runs", "--status", "NOSUCH"]) == 1
+    assert "unknown status 'NOSUCH'; statuses: COMPLETED" in capsys.readouterr().err
+    assert cli.main(["runs", "copy", "--from", str(isolated / "nowhere"), "--to", str(isolated / "b")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nowhere: no such folder of runs" in err and "\n" not in err
+    assert not (isolated / "b").exists()
+
+
+def test_report_names_come_from_the_registry(capsys):
+    from lfr_report.registry import REPORTS
+
+    with pytest.raises(SystemExit):
+        cli.main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in REPORTS) and "or all" in out
+    with pytest.raises(SystemExit) as done:
+        cli.main(["report", "nosuch"])
+    assert done.value.code == 2

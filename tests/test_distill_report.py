@@ -23,7 +23,7 @@ SCRIPT = str(REPO / "experiments" / "distill.py")
 @pytest.fixture(scope="session")
 def distill_runs(tmp_path_factory) -> Path:
     """A file store with every smoke-scale run the distillation report needs."""
-    return build_session_store(tmp_path_factory.mktemp("distill") / "runs", distillation.gather_runs)
+    return build_session_store(tmp_path_factory.mktemp("distill") / "runs", distillation.REPORT.gather)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -57,27 +57,28 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     shutil.rmtree(root)
     shutil.copytree(distill_runs, root)
     store = FileRunStore(root)
-    out = distillation.build(store, "smoke", isolated / "reports" / "distillation.pdf")
+    out = distillation.REPORT.build(store, "smoke", isolated / "reports" / "distillation.pdf")
     pages, text = pdf_text(out)
     assert 2 <= pages <= 12
     for heading in ("What was done beyond the baseline code", "The three solvers", "Visualisations", "Sizes of D",
                     "Options: diversity, proper inner losses", "Problems and surprises"):  # fmt: skip
         assert heading in text
-    runs = distillation.gather_runs(store, "smoke")
-    for solver, run in runs.solvers.items():  # protocol (b): mean +- std over the refits of w
+    runs = distillation.REPORT.gather(store, "smoke")
+    for solver in ("penalty", "value", "implicit"):
+        run = runs[solver]  # protocol (b): mean +- std over the refits of w
         mean, std = store.metrics(run.id)["final_retrained_test_accuracy"].mean_std()
         assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text, solver
-    subsets = store.metrics(runs.baselines[100].id)["random_subset_test_accuracy"]
-    assert len(subsets.values) == runs.baselines[100].config["eval_seeds"]  # one per random subset drawn
+    subsets = store.metrics(runs["baselines_100"].id)["random_subset_test_accuracy"]
+    assert len(subsets.values) == runs["baselines_100"].config["eval_seeds"]  # one per random subset drawn
     mean, std = subsets.mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
     for key, flag in (("dsm", "noise"), ("exact_sm", "trace")):  # each loss's D against a subset refitted with it
-        option, baseline = runs.options[key], runs.option_baselines[key]
+        option, baseline = runs[key], runs[f"baselines_{key}"]
         assert option.config[flag] and baseline.config[flag] and baseline.config["solver"] == "baselines"
         mean, std = store.metrics(baseline.id)["random_subset_test_accuracy"].mean_std()
         assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
-    assert len({run.id for run, _ in runs.roles()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
+    assert len({run.id for run in runs.values()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 
 
 def test_diverging_run_stops_with_epoch_and_term_and_is_failed(isolated):
@@ -91,7 +92,7 @@ def test_diverging_run_stops_with_epoch_and_term_and_is_failed(isolated):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["solver=newton"], "unknown solver 'newton'"),
+    [(["solver=newton"], "solver must be penalty, value, implicit or baselines, got 'newton'"),
      (["dsm", "exact_sm"], "trace (exact score matching) and noise > 0 (denoising) are two proper losses")],
 )  # fmt: skip
 def test_impossible_config_fails_before_a_run(isolated, args, message):

@@ -68,7 +68,7 @@ def test_every_step_takes_a_whole_batch():
 @pytest.fixture(scope="session")
 def simclr_runs(tmp_path_factory) -> Path:
     """A file store with every smoke-scale run the SimCLR report needs."""
-    return build_session_store(tmp_path_factory.mktemp("simclr") / "runs", simclr.gather_runs)
+    return build_session_store(tmp_path_factory.mktemp("simclr") / "runs", simclr.REPORT.gather)
 
 
 def test_a_run_logs_every_fraction_once_per_seed(simclr_runs):
@@ -90,17 +90,16 @@ def test_report_has_the_example_reports_tables_from_the_runs(simclr_runs, isolat
     shutil.rmtree(root)
     shutil.copytree(simclr_runs, root)
     store = FileRunStore(root)
-    out = simclr.build(store, "smoke", isolated / "reports" / "simclr.pdf")
+    out = simclr.REPORT.build(store, "smoke", isolated / "reports" / "simclr.pdf")
     pages, text = pdf_text(out)
     assert 2 <= pages <= 8
     for heading in ("1. CNN architectures", "2. Backbone pretraining", "3.2 Linear evaluation",
                     "3.3 Semi-supervised learning", "Table 1.", "Table 2."):  # fmt: skip
         assert heading in text, heading
-    backbones = simclr.gather_runs(store, "smoke")
-    conv = backbones["convnet"]
-    mean, std = store.metrics(conv.pretrain.id)["transfer_probe_test_accuracy"].mean_std()
+    runs = simclr.REPORT.gather(store, "smoke")
+    mean, std = store.metrics(runs["convnet"].id)["transfer_probe_test_accuracy"].mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # Table 1 holds the run's own numbers
-    mean, std = store.metrics(conv.scratch.id)["test_accuracy_1pct"].mean_std()
+    mean, std = store.metrics(runs["convnet_scratch"].id)["test_accuracy_1pct"].mean_std()
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text  # and Table 2 too
     assert len(store.runs()) == 6  # nothing was rerun
 
@@ -109,7 +108,7 @@ def test_finetune_needs_an_encoder_and_a_known_init(isolated):
     ex = load_experiment("finetune")
     with pytest.raises(Exception, match="name the encoder to fine-tune"):
         ex.run(named_configs=["smoke"], options={"--loglevel": "ERROR"})
-    with pytest.raises(Exception, match="unknown init 'random'"):
+    with pytest.raises(Exception, match="init must be pretrained or scratch, got 'random'"):
         ex.run(named_configs=["smoke"], config_updates={"encoder_run": 1, "init": "random"},
                options={"--loglevel": "ERROR"})  # fmt: skip
     assert not list((isolated / "runs").iterdir())

@@ -9,7 +9,7 @@ import torch
 from lfr_report.data import Augment, AugmentParams
 from lfr_report.errors import ConfigError
 from lfr_report.report.runner import load_experiment
-from lfr_report.report.vicreg import gather_runs
+from lfr_report.report.vicreg import REPORT
 from lfr_report.ssl.views import neighbour_pair, neighbour_table
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import FileRunStore
@@ -18,7 +18,9 @@ from lfr_report.tracking.store import FileRunStore
 @pytest.fixture(scope="module")
 def runs(smoke_runs):
     store = FileRunStore(smoke_runs)
-    return store, gather_runs(store, "smoke")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LFR_RUNS_DIR", str(smoke_runs))  # downstream's config names its encoder run's data, read from there
+        return store, REPORT.gather(store, "smoke")
 
 
 def test_neighbour_views_pair_each_image_with_one_of_its_k_nearest():
@@ -41,9 +43,9 @@ def test_neighbour_views_pair_each_image_with_one_of_its_k_nearest():
 
 def test_no_generated_neighbours_run_uses_the_vicreg_run(runs):
     store, found = runs
-    run = found.no_neighbours
+    run = found["no_neighbours"]
     assert run.status == "COMPLETED"
-    assert run.config["views"] == "neighbours" and run.config["neighbours_from"] == found.vicreg.id
+    assert run.config["views"] == "neighbours" and str(run.config["neighbours_from"]) == found["vicreg"].id
     assert run.config["epochs"] == 1
     metrics = store.metrics(run.id)
     assert len(metrics["train_loss"].values) == 512 // 64 and "test_loss" in metrics
@@ -52,12 +54,12 @@ def test_no_generated_neighbours_run_uses_the_vicreg_run(runs):
 
 def test_no_variance_run_sets_mu_to_zero(runs):
     _, found = runs
-    assert found.no_variance.config["mu"] == 0.0 and found.vicreg.config["mu"] == 25.0
+    assert found["no_variance"].config["mu"] == 0.0 and found["vicreg"].config["mu"] == 25.0
 
 
 def test_eigenmaps_run_records_a_transductive_embedding_and_its_probe(runs):
     store, found = runs
-    run = found.eigenmaps
+    run = found["eigenmaps"]
     eigenmap = read_npz(store, run.id, "eigenmap.npz")
     assert eigenmap["embedding"].shape == (400, 16)
     assert (np.diff(eigenmap["eigenvalues"]) >= -1e-9).all() and eigenmap["eigenvalues"][0] > 0
@@ -69,17 +71,18 @@ def test_eigenmaps_run_records_a_transductive_embedding_and_its_probe(runs):
 
 def test_downstream_runs_name_their_encoder_and_store_their_figures(runs):
     store, found = runs
-    for (model, task), run in found.downstream.items():
-        encoder = found.vicreg if model == "vicreg" else found.no_neighbours
-        assert run.config["encoder_run"] == encoder.id and run.config["task"] == task
-    retrieval = read_npz(store, found.downstream[("vicreg", "retrieval")].id, "retrieval.npz")
+    for model in ("vicreg", "no_neighbours"):
+        for task in ("retrieval", "anomaly", "clustering"):
+            run = found[f"{model}_{task}"]
+            assert str(run.config["encoder_run"]) == found[model].id and run.config["task"] == task
+    retrieval = read_npz(store, found["vicreg_retrieval"].id, "retrieval.npz")
     assert retrieval["query_images"].shape == (10, 1, 28, 28)
     assert retrieval["nearest_images"].shape == retrieval["farthest_images"].shape == (10, 5, 1, 28, 28)
     assert sorted(retrieval["query_labels"].tolist()) == list(range(10))
-    anomaly = read_npz(store, found.downstream[("vicreg", "anomaly")].id, "anomaly.npz")
+    anomaly = read_npz(store, found["vicreg_anomaly"].id, "anomaly.npz")
     assert anomaly["top_images"].shape == (7, 1, 28, 28)  # digits resized to the encoder's input
     assert anomaly["labels"].sum() == 359 and (anomaly["labels"] == 0).sum() == 256
-    clustering = read_npz(store, found.downstream[("vicreg", "clustering")].id, "clustering.npz")
+    clustering = read_npz(store, found["vicreg_clustering"].id, "clustering.npz")
     assert clustering["centres_tsne"].shape == (10, 2) and clustering["tsne"].shape == (200, 2)
 
 
@@ -93,13 +96,13 @@ def test_downstream_resolves_encoder_config_to_a_run_id(runs, monkeypatch):
     store, found = runs
     monkeypatch.setenv("LFR_RUNS_DIR", str(store.root))
     config = _config("downstream", ["smoke"], {"task": "retrieval", "encoder_config": {"mu": 0.0}})
-    assert config["encoder_run"] == found.no_variance.id
+    assert config["encoder_run"] == found["no_variance"].id
 
 
 @pytest.mark.parametrize(
     ("updates", "message"),
     [
-        ({"task": "nope", "encoder_run": "1"}, "unknown task 'nope'"),
+        ({"task": "nope", "encoder_run": "1"}, "task must be probe, .* or clustering, got 'nope'"),
         ({"task": "probe"}, "name the encoder"),
         ({"task": "probe", "encoder_config": {"mu": 123.0}}, "no COMPLETED vicreg run"),
     ],

@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import pdf_text
 
-from lfr_report.report import render, vicreg
+from lfr_report.report import render, spec, vicreg
 
 QUESTIONS = (
     "Q1: Training", "Q2: PCA vs. t-SNE", "Q3: Linear probing", "Q4: Ablation 1, no variance term",
@@ -20,7 +20,7 @@ QUESTIONS = (
 
 @pytest.fixture
 def built(smoke_store, isolated):
-    out = vicreg.build(smoke_store, "smoke", isolated / "reports" / "vicreg.pdf")
+    out = vicreg.REPORT.build(smoke_store, "smoke", isolated / "reports" / "vicreg.pdf")
     return smoke_store, out
 
 
@@ -38,16 +38,16 @@ def test_every_question_is_answered_in_order_within_the_page_limit(built):
 def test_numbers_and_run_ids_in_the_pdf_come_from_the_runs(built):
     store, out = built
     _, text = pdf_text(out)
-    runs = vicreg.gather_runs(store, "smoke")
+    runs = vicreg.REPORT.gather(store, "smoke")
     sources = " ".join(re.findall(r"\[runs? [^\]]*\]", text))
-    for run, _role in runs.roles():
+    for run in runs.values():
         assert re.search(rf"\bruns? (\d+, )*{run.id}\b[^\]]* · synthetic · smoke scale", sources), run.id
-    probe = store.metrics(runs.vicreg.id)["probe_test_accuracy"].values[-1]
+    probe = store.metrics(runs["vicreg"].id)["probe_test_accuracy"].values[-1]
     assert f"{100 * probe:.1f}%" in text
     for model in ("vicreg", "no_neighbours"):
-        auc = store.metrics(runs.downstream[(model, "anomaly")].id)["anomaly_auc"].values[-1]
+        auc = store.metrics(runs[f"{model}_anomaly"].id)["anomaly_auc"].values[-1]
         assert f"{auc:.4f}" in text
-    no_variance = store.metrics(runs.no_variance.id)["probe_test_accuracy"].values[-1]
+    no_variance = store.metrics(runs["no_variance"].id)["probe_test_accuracy"].values[-1]
     assert f"to {100 * no_variance:.1f}%" in text  # "changed linear-probe accuracy from X% to Y%"
 
 
@@ -56,7 +56,7 @@ def test_user_notes_are_placed_under_their_question(smoke_store, isolated, monke
     notes.mkdir(parents=True)
     (notes / "q4.md").write_text("Without the hinge the **embedding collapses** onto a line.\n")
     monkeypatch.setenv("LFR_NOTES_DIR", str(isolated / "notes"))
-    out = vicreg.build(smoke_store, "smoke", isolated / "r.pdf")
+    out = vicreg.REPORT.build(smoke_store, "smoke", isolated / "r.pdf")
     _, text = pdf_text(out)
     q4, q5 = text.index("Q4: Ablation 1"), text.index("Q5: Ablation 2")
     assert q4 < text.index("embedding collapses") < q5
@@ -67,7 +67,7 @@ def test_rebuild_reuses_every_run_and_gives_the_same_numbers(built, isolated):
     store, out = built
     before = sorted(run.id for run in store.runs())
     _, first = pdf_text(out)
-    vicreg.build(store, "smoke", out)
+    vicreg.REPORT.build(store, "smoke", out)
     _, second = pdf_text(out)
     assert sorted(run.id for run in store.runs()) == before
 
@@ -85,9 +85,9 @@ def test_failed_build_leaves_the_previous_pdf_intact(built, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("renderer crashed")
 
-    monkeypatch.setattr(vicreg, "render_html", broken)
+    monkeypatch.setattr(spec, "render_html", broken)
     with pytest.raises(RuntimeError):
-        vicreg.build(store, "smoke", out)
+        vicreg.REPORT.build(store, "smoke", out)
     assert out.read_bytes() == before
 
 

@@ -14,24 +14,19 @@ Runs it needs, found in the store or run (each at the report's scale):
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from lfr_report.data import get_spec
-from lfr_report.models.autoencoder import ConvAutoencoder
+from lfr_report import names
 from lfr_report.report import figures
-from lfr_report.report.document import Document, run_summary
-from lfr_report.report.notes import read_note
-from lfr_report.report.render import render_html, write_pdf
-from lfr_report.report.runner import find_or_run
+from lfr_report.report.document import Document
+from lfr_report.report.figures import Panel, line
+from lfr_report.report.spec import Need, Report, Runs
 from lfr_report.tracking.artifacts import read_npz
-from lfr_report.tracking.store import Run, RunStore
+from lfr_report.tracking.store import Metric, Run, RunStore
 
-NOTE_KEYS = ("autoencoder", "classifiers", "image-text", "retrieval")
-METHODS = (  # (row, run key, metric kind, what it is)
+METHODS = (  # (row, run key, classifier kind, what it is)
     ("I", "plain", "frozen", "linear classifier on the frozen pretrained encoder"),
     ("II", "plain", "joint", "encoder (fresh weights) and linear classifier trained together"),
     ("III", "plain", "random", "linear classifier on a frozen random encoder"),
@@ -39,45 +34,23 @@ METHODS = (  # (row, run key, metric kind, what it is)
 )
 
 
-def gather_runs(store: RunStore, scale: str) -> dict[str, Run]:
-    """Find every run the report needs, running those the store lacks."""
-    return {
-        "plain": find_or_run(store, "autoencoder", [scale]),
-        "denoising": find_or_run(store, "autoencoder", [scale, "denoising"]),
-        "clip": find_or_run(store, "clip", [scale]),
-    }
+def needs(scale: str) -> list[Need]:
+    return [
+        Need("plain", "autoencoder", [scale], role="7.1: autoencoder, classifiers I-III"),
+        Need("denoising", "autoencoder", [scale, "denoising"], role="7.1: denoising autoencoder, classifier IV"),
+        Need("clip", "clip", [scale], role="7.2: image-text model, probe, retrieval"),
+    ]
 
 
-def build(store: RunStore, scale: str, out: Path) -> Path:
-    """Find (or run) every run of the autoencoder report at ``scale`` and write the PDF to ``out``."""
-    runs = gather_runs(store, scale)
-    doc = Document(title="Autoencoders and an image-text model", report="autoencoder")
-    roles = [(runs["plain"], "7.1: autoencoder, classifiers I-III"),
-             (runs["denoising"], "7.1: denoising autoencoder, classifier IV"),
-             (runs["clip"], "7.2: image-text model, probe, retrieval")]  # fmt: skip
-    context = {
-        "doc": doc,
-        "run": runs["plain"],
-        "dae": runs["denoising"],
-        "clip": runs["clip"],
-        "runs": [{**run_summary(run), "role": role} for run, role in roles],
-        "notes": {key: read_note("autoencoder", key) for key in NOTE_KEYS},
-        **report_sections(store, runs, doc),
-    }
-    return write_pdf(render_html("autoencoder.html", context), out)
-
-
-def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dict[str, Any]:
+def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
     """Tables, figures and result numbers, in the order the template shows them."""
     metrics = {key: store.metrics(run.id) for key, run in runs.items()}
     plain = runs["plain"]
-    spec = get_spec(plain.config["dataset"])
-    model = ConvAutoencoder(spec.channels, plain.config["image_size"], tuple(plain.config["widths"]))
-    shapes = _layer_shapes(spec.channels, plain.config["image_size"], plain.config["widths"])
+    spec = plain.info["data_spec"]
 
     methods = []
     for row, key, kind, what in METHODS:
-        metric = metrics[key].get(f"accuracy_{kind}")
+        metric = metrics[key].get(names.classifier_accuracy(kind))
         if metric is not None:
             methods.append({"row": row, "what": what, "run": runs[key].id, "accuracy": metric.mean_std(),
                             "seeds": len(metric.values)})  # fmt: skip
@@ -88,10 +61,10 @@ def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dic
 
     clip_metrics = metrics["clip"]
     clip = {
-        "probe": clip_metrics["probe_accuracy"].mean_std(),
-        "zero_shot": clip_metrics["zero_shot_accuracy"].values[-1],
-        "precision": clip_metrics["retrieval_precision"].values[-1],
-        "probe_seeds": len(clip_metrics["probe_accuracy"].values),
+        "probe": clip_metrics[names.CLIP_PROBE_ACCURACY].mean_std(),
+        "zero_shot": clip_metrics[names.ZERO_SHOT_ACCURACY].last,
+        "precision": clip_metrics[names.RETRIEVAL_PRECISION].last,
+        "probe_seeds": len(clip_metrics[names.CLIP_PROBE_ACCURACY].values),
     }
     clip_table = doc.table("The image-text model against the autoencoder: test accuracy (%) of a linear classifier on "
                            f"each frozen image representation ({plain.config['labelled']:,} and "
@@ -104,59 +77,66 @@ def report_sections(store: RunStore, runs: dict[str, Run], doc: Document) -> dic
         "methods": _methods_figure(methods, runs, doc),
         "clip_loss": _clip_curves(clip_metrics, runs["clip"], doc),
     }
-    retrieval = read_npz(store, runs["clip"].id, "retrieval.npz")
-    figs["retrieval"] = _retrieval_figure(retrieval, spec.classes, runs["clip"], doc)
-    weights = {part: sum(p.numel() for p in getattr(model, part).parameters()) for part in ("encoder", "decoder")}
+    retrieval = read_npz(store, runs["clip"].id, names.RETRIEVAL)
+    figs["retrieval"] = _retrieval_figure(retrieval, spec["classes"], runs["clip"], doc)
     return {
+        "run": plain,
+        "dae": runs["denoising"],
+        "clip": runs["clip"],
         "spec": spec,
-        "shapes": shapes,
-        "weights": weights,
-        "code_size": model.encoder.dim,
+        "shapes": plain.info["layer_shapes"],
+        "weights": plain.info["weights"],
+        "code_size": plain.info["code_size"],
         "methods": methods,
         "methods_table": methods_table,
         "acc": by_row,
         "i_beats_iii": by_row.get("I", 0.0) > by_row.get("III", 1.0),
         "ii_beats_i": by_row.get("II", 0.0) > by_row.get("I", 1.0),
         "iv_vs_i": by_row.get("IV", float("nan")) - by_row.get("I", float("nan")),
-        "mse": {key: metrics[key]["test_loss"].values[-1] for key in ("plain", "denoising")},
+        "mse": {key: metrics[key][names.test_metric("loss")].last for key in ("plain", "denoising")},
         "clip_results": clip,
-        "loss_floor": float(np.log(runs["clip"].config["batch_size"] / len(spec.classes))),
+        "loss_floor": float(np.log(runs["clip"].config["batch_size"] / len(spec["classes"]))),
         "clip_table": clip_table,
-        "queries": _query_rows(retrieval, spec.classes),
+        "queries": _query_rows(retrieval, spec["classes"]),
         "figures": figs,
     }
 
 
-def _layer_shapes(channels: int, side: int, widths: list[int]) -> list[str]:
-    """'C×H×W' after the input and each encoder convolution (kernel 4, stride 2, padding 1 halves the side)."""
-    shapes = [f"{channels}×{side}×{side}"]
-    for width in widths:
-        side //= 2
-        shapes.append(f"{width}×{side}×{side}")
-    return shapes
+REPORT = Report(
+    name="autoencoder",
+    title="Autoencoders and an image-text model",
+    template="autoencoder.html",
+    note_keys=("autoencoder", "classifiers", "image-text", "retrieval"),
+    needs=needs,
+    sections=sections,
+)
 
 
-def _loss_figure(plain: dict, denoising: dict, runs: dict[str, Run], doc: Document):
-    fig, ax = plt.subplots(figsize=(figures.WIDTH_IN * 0.6, 2.2))
-    for metrics, name, color in ((plain, "autoencoder", "tab:blue"), (denoising, "denoising", "tab:orange")):
-        for split, style in (("train", "-"), ("test", "o--")):
-            m = metrics[f"{split}_loss"]
-            ax.plot(m.steps, m.values, style, color=color, markersize=3, linewidth=1, label=f"{name}, {split}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("reconstruction MSE")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return doc.figure(figures.to_data_uri(fig, "svg"),
+def _train_test(metrics: dict[str, Metric], term: str, name: str = "", color: str | None = None) -> list:
+    """The per-epoch training value and the test value of ``term``, as two lines."""
+    prefix = f"{name}, " if name else ""
+    colour = {"color": color} if color else {}
+    return [line(metrics[names.train_metric(term)].steps, metrics[names.train_metric(term)].values, "-", **colour,
+                 markersize=3, linewidth=1, label=f"{prefix}train"),
+            line(metrics[names.test_metric(term)].steps, metrics[names.test_metric(term)].values, "o--", **colour,
+                 markersize=3, linewidth=1, label=f"{prefix}test")]  # fmt: skip
+
+
+def _loss_figure(plain: dict, denoising: dict, runs: Runs, doc: Document):
+    lines = [
+        *_train_test(plain, "loss", "autoencoder", "tab:blue"),
+        *_train_test(denoising, "loss", "denoising", "tab:orange"),
+    ]
+    panel = Panel(lines, "epoch", "reconstruction MSE", yscale="log", legend={"fontsize": 6})
+    return doc.figure(figures.to_data_uri(figures.line_panels([panel], (figures.WIDTH_IN * 0.6, 2.2)), "svg"),
                       "Autoencoder training: mean squared reconstruction error per epoch, on the unlabelled training "
                       "images (epoch mean) and on the test split (the denoising model: of noisy inputs against clean "
                       "images).", runs["plain"], runs["denoising"], width=62)  # fmt: skip
 
 
-def _reconstruction_figure(store: RunStore, runs: dict[str, Run], doc: Document):
-    plain = read_npz(store, runs["plain"].id, "reconstructions.npz")
-    noisy = read_npz(store, runs["denoising"].id, "reconstructions.npz")
+def _reconstruction_figure(store: RunStore, runs: Runs, doc: Document):
+    plain = read_npz(store, runs["plain"].id, names.RECONSTRUCTIONS)
+    noisy = read_npz(store, runs["denoising"].id, names.RECONSTRUCTIONS)
     rows = [list(plain["images"]), list(plain["outputs"]), list(noisy["inputs"]), list(noisy["outputs"])]
     labels = ["test image", "autoencoder", "noisy input", "denoising AE"]
     fig = figures.image_grid(rows, row_labels=labels, cell_in=0.55)
@@ -166,20 +146,11 @@ def _reconstruction_figure(store: RunStore, runs: dict[str, Run], doc: Document)
                       "and output.", runs["plain"], runs["denoising"], width=70)  # fmt: skip
 
 
-def _methods_figure(methods: list[dict], runs: dict[str, Run], doc: Document):
-    fig, ax = plt.subplots(figsize=(figures.WIDTH_IN * 0.55, 2.0))
-    x = np.arange(len(methods))
-    means = [100 * m["accuracy"][0] for m in methods]
-    stds = [100 * m["accuracy"][1] for m in methods]
-    colors = ["tab:blue", "tab:green", "tab:gray", "tab:orange"][: len(methods)]
-    ax.bar(x, means, yerr=stds, capsize=3, color=colors)
-    for xi, mean in zip(x, means, strict=True):
-        ax.text(xi, mean + 1, f"{mean:.1f}", ha="center", fontsize=7)
-    ax.set_xticks(x, [f"method {m['row']}" for m in methods])
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+def _methods_figure(methods: list[dict], runs: Runs, doc: Document):
+    fig = figures.bar_chart([f"method {m['row']}" for m in methods], [100 * m["accuracy"][0] for m in methods],
+                            [100 * m["accuracy"][1] for m in methods],
+                            ["tab:blue", "tab:green", "tab:gray", "tab:orange"][: len(methods)], "test accuracy (%)",
+                            (figures.WIDTH_IN * 0.55, 2.0))  # fmt: skip
     return doc.figure(figures.to_data_uri(fig, "svg"),
                       "Test accuracy of the linear classifiers (mean ± std over seeds): I frozen pretrained encoder, "
                       "II trained jointly, III frozen random encoder, IV frozen denoising encoder.",
@@ -187,20 +158,9 @@ def _methods_figure(methods: list[dict], runs: dict[str, Run], doc: Document):
 
 
 def _clip_curves(metrics: dict, run: Run, doc: Document):
-    fig, axes = plt.subplots(1, 2, figsize=(figures.WIDTH_IN, 2.2))
-    for ax, term, label in (
-        (axes[0], "loss", "contrastive loss, eq. (2)"),
-        (axes[1], "top1", "own caption ranked first"),
-    ):
-        for split, style in (("train", "-"), ("test", "o--")):
-            m = metrics[f"{split}_{term}"]
-            ax.plot(m.steps, m.values, style, markersize=3, linewidth=1, label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    return doc.figure(figures.to_data_uri(fig, "svg"),
+    panels = [Panel(_train_test(metrics, "loss"), "epoch", "contrastive loss, eq. (2)", legend={"fontsize": 6}),
+              Panel(_train_test(metrics, "top1"), "epoch", "own caption ranked first")]  # fmt: skip
+    return doc.figure(figures.to_data_uri(figures.line_panels(panels, (figures.WIDTH_IN, 2.2)), "svg"),
                       "Image-text training: the symmetric loss and the share of images whose own caption is the most "
                       f"similar of the batch's {run.config['batch_size']} (epoch means on the training images; test "
                       "split after each epoch, captions drawn with a fixed seed).", run)  # fmt: skip

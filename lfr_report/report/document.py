@@ -63,12 +63,18 @@ def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts) if ts else None
 
 
+def run_seconds(run: Run) -> float | None:
+    """How long a finished run took, in seconds (None while it has no stop time)."""
+    start, stop = _parse(run.start_time), _parse(run.stop_time)
+    return (stop - start).total_seconds() if start and stop else None
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """What the first page says about a run: what, when, where, from which code."""
-    start, stop = _parse(run.start_time), _parse(run.stop_time)
+    start, elapsed = _parse(run.start_time), run_seconds(run)
     duration = ""
-    if start and stop:
-        seconds = int((stop - start).total_seconds())
+    if elapsed is not None:
+        seconds = int(elapsed)
         duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     gpus = run.host.get("gpus", {}).get("gpus", []) if isinstance(run.host.get("gpus"), dict) else []
     return {

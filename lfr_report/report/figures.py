@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -217,4 +218,78 @@ def cluster_maps(
                title="colours of the right panel (true classes); on the left they only tell clusters apart",
                title_fontsize=6)  # fmt: skip
     fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series of a panel: ``ax.plot(x, y, fmt, **style)``, or ``ax.errorbar`` when ``yerr`` is given."""
+
+    x: Sequence[float]
+    y: Sequence[float]
+    fmt: str = ""
+    style: dict = field(default_factory=dict)  # matplotlib keywords: color, linewidth, markersize, label, ...
+    yerr: Sequence[float] | None = None
+
+
+def line(x, y, fmt: str = "", yerr=None, **style) -> Line:
+    return Line(x, y, fmt, style, yerr)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of ``line_panels``: its lines, labels and scales."""
+
+    lines: Sequence[Line]
+    xlabel: str = ""
+    ylabel: str = ""
+    title: str = ""
+    xscale: str = ""  # "log" for a log axis
+    yscale: str = ""
+    xticks: tuple[Sequence[float], Sequence[str]] | None = None
+    legend: dict | None = None  # legend keywords (fontsize, ncol); None: no legend
+
+
+def line_panels(panels: Sequence[Panel], size: tuple[float, float], sharey: bool = False) -> Figure:
+    """Side-by-side line plots (training curves, accuracy against a setting), a light grid on each."""
+    fig, axes = plt.subplots(1, len(panels), figsize=size, sharey=sharey, squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for series in panel.lines:
+            if series.yerr is not None:
+                ax.errorbar(series.x, series.y, yerr=series.yerr, fmt=series.fmt, **series.style)
+            elif series.fmt:
+                ax.plot(series.x, series.y, series.fmt, **series.style)
+            else:
+                ax.plot(series.x, series.y, **series.style)
+        if panel.xscale:
+            ax.set_xscale(panel.xscale)
+        if panel.yscale:
+            ax.set_yscale(panel.yscale)
+        if panel.xticks is not None:
+            ax.set_xticks(*panel.xticks)
+        if panel.title:
+            ax.set_title(panel.title)
+        ax.set_xlabel(panel.xlabel)
+        if panel.ylabel:
+            ax.set_ylabel(panel.ylabel)
+        ax.grid(alpha=0.3)
+        if panel.legend is not None:
+            ax.legend(**panel.legend)
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart(labels: Sequence[str], means: Sequence[float], stds: Sequence[float], colors: Sequence[str],
+              ylabel: str, size: tuple[float, float], top: float = 105) -> Figure:  # fmt: skip
+    """Bars with error bars, each bar's value printed above it (one decimal)."""
+    fig, ax = plt.subplots(figsize=size)
+    x = np.arange(len(labels))
+    ax.bar(x, means, yerr=stds, capsize=3, color=colors)
+    for xi, mean in zip(x, means, strict=True):
+        ax.text(xi, mean + 1, f"{mean:.1f}", ha="center", fontsize=7)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return fig

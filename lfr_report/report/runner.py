@@ -19,6 +19,7 @@ from sacred import Experiment
 from sacred.initialize import create_run
 
 from lfr_report.errors import ConfigError
+from lfr_report.registry import EXPERIMENTS
 from lfr_report.tracking.context import REPO_ROOT
 from lfr_report.tracking.observers import default_observer
 from lfr_report.tracking.store import Run, RunStore
@@ -32,9 +33,8 @@ def load_experiment(name: str) -> Experiment:
     if module_name in sys.modules:
         return sys.modules[module_name].ex
     path = EXPERIMENTS_DIR / f"{name}.py"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py")))
-        raise ConfigError(f"no experiment {name!r} in {EXPERIMENTS_DIR}; known: {known}")
+    if name not in EXPERIMENTS or not path.is_file():
+        raise ConfigError(f"no experiment {name!r} in {EXPERIMENTS_DIR}; known: {', '.join(EXPERIMENTS)}")
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader
     module: ModuleType = importlib.util.module_from_spec(spec)

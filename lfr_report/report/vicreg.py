@@ -17,135 +17,98 @@ from; sentences that state results are written from the numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import cross_val_predict
-from sklearn.neighbors import KNeighborsClassifier
 
-from lfr_report.data import get_spec
+from lfr_report import names
+from lfr_report.evaluate.embed import MAP_NEIGHBOURS, knn_map_accuracy, representation_statistics
 from lfr_report.report import figures
-from lfr_report.report.document import Document, run_summary
-from lfr_report.report.notes import read_note
-from lfr_report.report.render import render_html, write_pdf
-from lfr_report.report.runner import find_or_run
+from lfr_report.report.document import Document
+from lfr_report.report.spec import Need, Report, Runs, run_id
+from lfr_report.ssl.vicreg import TERMS as LOSS_TERMS
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import Metric, Run, RunStore
 
-TERMS = (
-    ("invariance", "Invariance term L_inv(Z, Z')", "eq. 2"),
-    ("variance", "Variance term L_var(Z) + L_var(Z')", "eq. 3"),
-    ("covariance", "Covariance term L_cov(Z) + L_cov(Z')", "eq. 5"),
-)
-KNN_NEIGHBOURS = 10  # neighbours of the 2-D kNN classifier that scores how well a map separates classes
+TITLES = {  # the loss's terms: their title and the exercise's equation
+    "invariance": ("Invariance term L_inv(Z, Z')", "eq. 2"),
+    "variance": ("Variance term L_var(Z) + L_var(Z')", "eq. 3"),
+    "covariance": ("Covariance term L_cov(Z) + L_cov(Z')", "eq. 5"),
+}
+TERMS = tuple((term, *TITLES[term]) for term in LOSS_TERMS)  # (term, title, equation), in the loss's order
 DOWNSTREAM_TASKS = ("retrieval", "anomaly", "clustering")
-NOTE_KEYS = (
-    "q1",
-    "q2",
-    "q3",
-    "q4",
-    "q5",
-    "q6",
-    "q7",
-    "ad1",
-    "ad2",
-    "ad3",
-    "cl1",
-    "cl2",
-    "cl3",
-    "difficulties",
-    "ai-tools",
-)
-
-
-@dataclass(frozen=True)
-class VicregRuns:
-    vicreg: Run
-    no_variance: Run
-    no_neighbours: Run
-    eigenmaps: Run
-    downstream: dict[tuple[str, str], Run]  # (model: "vicreg" | "no_neighbours", task) -> run
-
-    def roles(self) -> list[tuple[Run, str]]:
-        listed = [
-            (self.vicreg, "VICReg (Q1-Q3)"),
-            (self.no_variance, "ablation 1: no variance term (Q4)"),
-            (self.no_neighbours, f"ablation 2: no generated neighbours, from run {self.vicreg.id} (Q5)"),
-            (self.eigenmaps, "Laplacian eigenmaps (Q6)"),
-        ]
-        short = {key: short for key, _, short in COMPARED}
-        for (model, task), run in self.downstream.items():
-            listed.append((run, f"{task} of run {run.config['encoder_run']} ({short[model]})"))
-        return listed
-
-
-def gather_runs(store: RunStore, scale: str) -> VicregRuns:
-    """Find every run the report needs, running those the store lacks."""
-    vicreg = find_or_run(store, "vicreg", [scale])
-    no_variance = find_or_run(store, "vicreg", [scale, "no_variance"])
-    no_neighbours = find_or_run(store, "vicreg", [scale, "no_generated_neighbours"], {"neighbours_from": vicreg.id})
-    eigenmaps = find_or_run(store, "eigenmaps", [scale])
-    downstream = {
-        (model, task): find_or_run(store, "downstream", [scale], {"task": task, "encoder_run": encoder.id})
-        for model, encoder in (("vicreg", vicreg), ("no_neighbours", no_neighbours))
-        for task in DOWNSTREAM_TASKS
-    }
-    return VicregRuns(vicreg, no_variance, no_neighbours, eigenmaps, downstream)
-
-
-def build(store: RunStore, scale: str, out: Path) -> Path:
-    """Find (or run) every run of the VICReg report at ``scale`` and write the PDF to ``out``."""
-    runs = gather_runs(store, scale)
-    spec = get_spec(runs.vicreg.config["data"]["name"])
-    doc = Document(title=f"VICReg on {spec.title}", report="vicreg")
-    context = {
-        "doc": doc,
-        "dataset": spec,
-        "run": runs.vicreg,
-        "runs": [{**run_summary(run), "role": role} for run, role in runs.roles()],
-        "notes": {key: read_note("vicreg", key) for key in NOTE_KEYS},
-        **report_sections(store, runs, doc),
-    }
-    return write_pdf(render_html("vicreg.html", context), out)
-
-
-def report_sections(store: RunStore, runs: VicregRuns, doc: Document) -> dict[str, Any]:
-    """Figures, tables and result sentences of every question, in the exercise's order."""
-    spec = get_spec(runs.vicreg.config["data"]["name"])
-    metrics = {run.id: store.metrics(run.id) for run, _ in runs.roles()}
-    maps = {run.id: read_npz(store, run.id, "test_embedding_2d.npz") for run in (runs.vicreg, runs.no_variance)}
-    q1 = _q1_training(runs.vicreg, metrics[runs.vicreg.id], doc)
-    q2 = _q2_embeddings(runs.vicreg, maps[runs.vicreg.id], spec.classes, doc)
-    q3 = _q3_probe(runs.vicreg, metrics[runs.vicreg.id], doc)
-    return {
-        "q1": q1,
-        "q2": q2,
-        "q3": q3,
-        "q4": _q4_no_variance(store, runs, maps, metrics, spec.classes, doc),
-        "q5": _q5_no_neighbours(runs, metrics, doc),
-        "q6": _q6_eigenmaps(store, runs, metrics, maps[runs.vicreg.id], spec.classes, doc),
-        "q7": _q7_retrieval(store, runs, spec.classes, doc),
-        "anomaly": _anomaly(store, runs, metrics, spec, doc),
-        "clustering": _clustering(store, runs, metrics, spec.classes, doc),
-    }
-
-
-def _last(metrics: dict[str, Metric], name: str) -> float:
-    return metrics[name].values[-1]
-
-
-# The two encoders that Q7, 4.2 and 4.3 compare: (key in VicregRuns.downstream, name, short name).
+# The two encoders that Q7, 4.2 and 4.3 compare: (key of its run, name, short name).
 COMPARED = (
     ("vicreg", "VICReg", "VICReg"),
     ("no_neighbours", "VICReg without generated neighbours", "No gen. neighbours"),
 )
 
 
-def _compared(runs: VicregRuns, task: str) -> list[tuple[str, str, Run]]:
+def needs(scale: str) -> list[Need]:
+    return [
+        Need("vicreg", "vicreg", [scale], role="VICReg (Q1-Q3)"),
+        Need("no_variance", "vicreg", [scale, "no_variance"], role="ablation 1: no variance term (Q4)"),
+        Need("no_neighbours", "vicreg", [scale, "no_generated_neighbours"], {"neighbours_from": run_id("vicreg")},
+             role="ablation 2: no generated neighbours, from run {vicreg.id} (Q5)"),
+        Need("eigenmaps", "eigenmaps", [scale], role="Laplacian eigenmaps (Q6)"),
+        *(Need(f"{model}_{task}", "downstream", [scale], {"task": task, "encoder_run": run_id(model)},
+               role=f"{task} of run {{{model}.id}} ({short})")
+          for model, _, short in COMPARED for task in DOWNSTREAM_TASKS),
+    ]  # fmt: skip
+
+
+def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
+    """Figures, tables and result sentences of every question, in the exercise's order."""
+    main = runs["vicreg"]
+    spec = main.info["data_spec"]
+    doc.title = f"VICReg on {spec['title']}"
+    metrics = {run.id: store.metrics(run.id) for run in runs.values()}
+    maps = {run.id: read_npz(store, run.id, names.TEST_EMBEDDING_2D) for run in (main, runs["no_variance"])}
+    classes = spec["classes"]
+    return {
+        "dataset": spec,
+        "run": main,
+        "q1": _q1_training(main, metrics[main.id], doc),
+        "q2": _q2_embeddings(main, maps[main.id], classes, doc),
+        "q3": _q3_probe(main, metrics[main.id], doc),
+        "q4": _q4_no_variance(store, runs, maps, metrics, classes, doc),
+        "q5": _q5_no_neighbours(runs, metrics, doc),
+        "q6": _q6_eigenmaps(store, runs, metrics, maps[main.id], classes, doc),
+        "q7": _q7_retrieval(store, runs, classes, doc),
+        "anomaly": _anomaly(store, runs, metrics, spec, doc),
+        "clustering": _clustering(store, runs, metrics, classes, doc),
+    }
+
+
+REPORT = Report(
+    name="vicreg",
+    title="VICReg",
+    template="vicreg.html",
+    note_keys=(
+        "q1",
+        "q2",
+        "q3",
+        "q4",
+        "q5",
+        "q6",
+        "q7",
+        "ad1",
+        "ad2",
+        "ad3",
+        "cl1",
+        "cl2",
+        "cl3",
+        "difficulties",
+        "ai-tools",
+    ),
+    needs=needs,
+    sections=sections,
+)
+
+
+def _compared(runs: Runs, task: str) -> list[tuple[str, str, Run]]:
     """(name, short name, downstream run of ``task``) for each compared encoder."""
-    return [(name, short, runs.downstream[(key, task)]) for key, name, short in COMPARED]
+    return [(name, short, runs[f"{key}_{task}"]) for key, name, short in COMPARED]
 
 
 # --- section 3 ------------------------------------------------------------------------------
@@ -155,32 +118,22 @@ def _q1_training(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[st
     steps_per_epoch = run.info.get("train_images", 0) // run.config["batch_size"] or None
     curves = []
     for term, title, equation in TERMS:
-        train, test = metrics[f"train_{term}"], metrics[f"test_{term}"]
+        train, test = metrics[names.train_metric(term)], metrics[names.test_metric(term)]
         fig = figures.train_test_curve(train.steps, train.values, test.steps, test.values, title, term, steps_per_epoch)
         caption = f"{title} ({equation}) per training batch and on the test set after each epoch."
         curves.append(doc.figure(figures.to_data_uri(fig, "svg"), caption, run))
     window = max(1, steps_per_epoch or 1)
     changes = {}
     for term in ("loss", *(t for t, _, _ in TERMS)):
-        values = np.asarray(metrics[f"train_{term}"].values)
+        values = np.asarray(metrics[names.train_metric(term)].values)
         changes[term] = {
             "first": float(values[:window].mean()),
             "last": float(values[-window:].mean()),
-            "test_first": metrics[f"test_{term}"].values[0],
-            "test_last": metrics[f"test_{term}"].values[-1],
+            "test_first": metrics[names.test_metric(term)].values[0],
+            "test_last": metrics[names.test_metric(term)].values[-1],
         }
     return {"figures": curves, "changes": changes, "batches": len(metrics["train_loss"].values),
             "steps_per_epoch": steps_per_epoch}  # fmt: skip
-
-
-def knn_map_accuracy(points: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """5-fold cross-validated accuracy of a kNN classifier on 2-D points, and its confusion matrix."""
-    k = min(KNN_NEIGHBOURS, max(1, len(points) // 5 - 1))
-    predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=k), points, labels, cv=5)
-    classes = int(labels.max()) + 1
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    return float((predicted == labels).mean()), confusion
 
 
 def _q2_embeddings(run: Run, maps: dict[str, np.ndarray], classes: tuple[str, ...], doc: Document) -> dict[str, Any]:
@@ -208,42 +161,28 @@ def _q2_embeddings(run: Run, maps: dict[str, np.ndarray], classes: tuple[str, ..
         "better": "t-SNE" if tsne_accuracy >= pca_accuracy else "PCA",
         "entangled": [{"share": s, "a": a, "b": b} for s, a, b in pairs[:3]],
         "cleanest": {"name": classes[best], "recall": float(confusion[best, best] / per_class[best])},
-        "k": KNN_NEIGHBOURS,
+        "k": MAP_NEIGHBOURS,
     }
 
 
 def _q3_probe(run: Run, metrics: dict[str, Metric], doc: Document) -> dict[str, Any]:
-    spec = get_spec(run.config["data"]["name"])
+    spec = run.info["data_spec"]
     rows = [
         {"name": f"VICReg encoder representation ({run.config['encoder_dim']}-d)",
-         "train": _last(metrics, "probe_train_accuracy"), "test": _last(metrics, "probe_test_accuracy")},
-        {"name": f"Raw pixels ({int(np.prod(spec.shape)):,}-d), the floor",
-         "train": _last(metrics, "pixels_probe_train_accuracy"), "test": _last(metrics, "pixels_probe_test_accuracy")},
+         "train": metrics[names.PROBE_TRAIN_ACCURACY].last, "test": metrics[names.PROBE_TEST_ACCURACY].last},
+        {"name": f"Raw pixels ({int(np.prod(spec['shape'])):,}-d), the floor",
+         "train": metrics[names.PIXELS_PROBE_TRAIN_ACCURACY].last, "test": metrics[names.PIXELS_PROBE_TEST_ACCURACY].last},
     ]  # fmt: skip
     table = doc.table(
-        f"Linear-probe accuracy on {spec.title} (one linear layer, cross-entropy, Adam, "
+        f"Linear-probe accuracy on {spec['title']} (one linear layer, cross-entropy, Adam, "
         f"{run.config['probe']['epochs']} epochs, encoder frozen).",
         run,
     )
     return {"table": table, "rows": rows, "gain": rows[0]["test"] - rows[1]["test"], "probe": run.config["probe"]}
 
 
-def representation_statistics(features: np.ndarray) -> dict[str, float]:
-    """How spread a representation is: its effective rank (exp of the entropy of the
-    normalised singular values of the centred features) and the share of the variance
-    on the first two principal components (what a PCA plot shows)."""
-    centred = features - features.mean(axis=0)
-    singular = np.linalg.svd(centred, compute_uv=False)
-    p = singular / singular.sum()
-    variance = singular**2
-    return {
-        "effective_rank": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())),
-        "top2_variance": float(variance[:2].sum() / variance.sum()),
-    }
-
-
 def _q4_no_variance(store, runs, maps, metrics, classes, doc) -> dict[str, Any]:
-    full, ablated = runs.vicreg, runs.no_variance
+    full, ablated = runs["vicreg"], runs["no_variance"]
     fig = figures.scatter_by_class(
         [("VICReg", maps[full.id]["pca"], maps[full.id]["labels"]),
          ("VICReg without variance term (mu = 0)", maps[ablated.id]["pca"], maps[ablated.id]["labels"])],
@@ -253,11 +192,11 @@ def _q4_no_variance(store, runs, maps, metrics, classes, doc) -> dict[str, Any]:
                         "PCA of the test representations: VICReg (left) and without the variance term (right).",
                         full, ablated)  # fmt: skip
     stats = {
-        run.id: representation_statistics(read_npz(store, run.id, "test_representations.npz")["features"])
+        run.id: representation_statistics(read_npz(store, run.id, names.TEST_REPRESENTATIONS)["features"])
         for run in (full, ablated)
     }
     rows = [
-        {"name": name, "run": run.id, "test": _last(metrics[run.id], "probe_test_accuracy"), **stats[run.id]}
+        {"name": name, "run": run.id, "test": metrics[run.id][names.PROBE_TEST_ACCURACY].last, **stats[run.id]}
         for name, run in (("VICReg", full), ("VICReg without variance term", ablated))
     ]
     table = doc.table(
@@ -267,10 +206,10 @@ def _q4_no_variance(store, runs, maps, metrics, classes, doc) -> dict[str, Any]:
 
 
 def _q5_no_neighbours(runs, metrics, doc) -> dict[str, Any]:
-    full, ablated = runs.vicreg, runs.no_neighbours
+    full, ablated = runs["vicreg"], runs["no_neighbours"]
     rows = [
-        {"name": name, "run": run.id, "epochs": run.config["epochs"], "test": _last(metrics[run.id], "probe_test_accuracy"),
-         "train": _last(metrics[run.id], "probe_train_accuracy")}
+        {"name": name, "run": run.id, "epochs": run.config["epochs"], "test": metrics[run.id][names.PROBE_TEST_ACCURACY].last,
+         "train": metrics[run.id][names.PROBE_TRAIN_ACCURACY].last}
         for name, run in (("VICReg (two augmentations)", full),
                           (f"No generated neighbours (image + one of its {ablated.config['neighbours_k']} nearest)", ablated))
     ]  # fmt: skip
@@ -279,15 +218,15 @@ def _q5_no_neighbours(runs, metrics, doc) -> dict[str, Any]:
         full,
         ablated,
     )
-    pixels = _last(metrics[full.id], "pixels_probe_test_accuracy")
+    pixels = metrics[full.id][names.PIXELS_PROBE_TEST_ACCURACY].last
     return {"table": table, "rows": rows, "change": rows[1]["test"] - rows[0]["test"], "pixels": pixels,
             "k": ablated.config["neighbours_k"]}  # fmt: skip
 
 
 def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, Any]:
-    eig = runs.eigenmaps
-    tsne = read_npz(store, eig.id, "eigenmap_tsne.npz")
-    eigenmap = read_npz(store, eig.id, "eigenmap.npz")
+    eig = runs["eigenmaps"]
+    tsne = read_npz(store, eig.id, names.EIGENMAP_TSNE)
+    eigenmap = read_npz(store, eig.id, names.EIGENMAP)
     fig = figures.scatter_by_class(
         [("VICReg (test images)", vicreg_map["tsne"], vicreg_map["labels"]),
          (f"Laplacian eigenmaps ({len(tsne['labels']):,} train images)", tsne["tsne"], tsne["labels"])],
@@ -295,18 +234,18 @@ def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, A
     )  # fmt: skip
     figure = doc.figure(figures.to_data_uri(fig, "png"),
                         "t-SNE of VICReg's test representations (left) and of the Laplacian eigenmaps of training images (right).",
-                        runs.vicreg, eig)  # fmt: skip
+                        runs["vicreg"], eig)  # fmt: skip
     eig_accuracy, _ = knn_map_accuracy(tsne["tsne"], tsne["labels"])
     vicreg_accuracy, _ = knn_map_accuracy(vicreg_map["tsne"], vicreg_map["labels"])
     rows = [
-        {"name": "VICReg", "run": runs.vicreg.id, "test": _last(metrics[runs.vicreg.id], "probe_test_accuracy"),
-         "evaluated": f"trained on all {runs.vicreg.info.get('train_images', 0):,} training images, scored on the test split"},
-        {"name": "Laplacian eigenmaps", "run": eig.id, "test": _last(metrics[eig.id], "probe_test_accuracy"),
+        {"name": "VICReg", "run": runs["vicreg"].id, "test": metrics[runs["vicreg"].id][names.PROBE_TEST_ACCURACY].last,
+         "evaluated": f"trained on all {runs['vicreg'].info.get('train_images', 0):,} training images, scored on the test split"},
+        {"name": "Laplacian eigenmaps", "run": eig.id, "test": metrics[eig.id][names.PROBE_TEST_ACCURACY].last,
          "evaluated": f"trained on {len(eigenmap['labels']) - len(eigenmap['probe_scored']):,} of the embedded training images, "
                       f"scored on the other {len(eigenmap['probe_scored']):,}"},
     ]  # fmt: skip
     table = doc.table(
-        "Linear probes of VICReg and of Laplacian eigenmaps, and how each was evaluated.", runs.vicreg, eig
+        "Linear probes of VICReg and of Laplacian eigenmaps, and how each was evaluated.", runs["vicreg"], eig
     )
     return {"figure": figure, "table": table, "rows": rows, "tsne_knn": {"vicreg": vicreg_accuracy, "eigenmaps": eig_accuracy},
             "config": eig.config, "graph_components": eig.info.get("graph_components", 0)}  # fmt: skip
@@ -315,7 +254,7 @@ def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, A
 def _q7_retrieval(store, runs, classes, doc) -> dict[str, Any]:
     panels = []
     for name, _, run in _compared(runs, "retrieval"):
-        found = read_npz(store, run.id, "retrieval.npz")
+        found = read_npz(store, run.id, names.RETRIEVAL)
         rows, marks = [], []
         for q in range(len(found["queries"])):
             query_class = found["query_labels"][q]
@@ -354,20 +293,22 @@ def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
     curves, tops, rows, both = [], [], [], []
     for name, _, run in _compared(runs, "anomaly"):
         both.append(run)
-        result = read_npz(store, run.id, "anomaly.npz")
-        auc = _last(metrics[run.id], "anomaly_auc")
+        result = read_npz(store, run.id, names.ANOMALY)
+        auc = metrics[run.id][names.ANOMALY_AUC].last
         curves.append((name, result["fpr"], result["tpr"], auc))
         tops.append((name, result))
         normal, anomalous = result["scores"][result["labels"] == 0], result["scores"][result["labels"] == 1]
         rows.append({"name": name, "run": run.id, "auc": auc, "top_anomalies": int(result["top_is_anomaly"].sum()),
                      "shown": len(result["top"]), "normal_median": float(np.median(normal)),
                      "anomalous_median": float(np.median(anomalous))})  # fmt: skip
-    first = runs.downstream[("vicreg", "anomaly")]
-    anomaly_spec = get_spec(first.config["anomaly_data"])
+    first = runs["vicreg_anomaly"]
+    anomaly_spec = first.info["anomaly_spec"]
     roc = doc.figure(
-        figures.to_data_uri(figures.roc_curves(curves, f"{spec.title} normal, {anomaly_spec.title} anomalous"), "svg"),
-        f"ROC curves of the kNN (k = {first.config['anomaly_k']}) inverse density score, {spec.title} test images "
-        f"labelled 0 and {anomaly_spec.title} test images labelled 1; AUC in the legend.",
+        figures.to_data_uri(
+            figures.roc_curves(curves, f"{spec['title']} normal, {anomaly_spec['title']} anomalous"), "svg"
+        ),
+        f"ROC curves of the kNN (k = {first.config['anomaly_k']}) inverse density score, {spec['title']} test images "
+        f"labelled 0 and {anomaly_spec['title']} test images labelled 1; AUC in the legend.",
         *both,
         width=70,
     )
@@ -395,7 +336,7 @@ def _anomaly(store, runs, metrics, spec, doc) -> dict[str, Any]:
 def _clustering(store, runs, metrics, classes, doc) -> dict[str, Any]:
     panels, rows = [], []
     for name, short, run in _compared(runs, "clustering"):
-        result = read_npz(store, run.id, "clustering.npz")
+        result = read_npz(store, run.id, names.CLUSTERING)
         fig = figures.cluster_maps(result["tsne"], result["assignments"], result["labels"], result["centres_tsne"],
                                    classes, short)  # fmt: skip
         panels.append(doc.figure(
@@ -404,8 +345,8 @@ def _clustering(store, runs, metrics, classes, doc) -> dict[str, Any]:
             "and by true class (right); cluster centres in black.",
             run,
         ))  # fmt: skip
-        rows.append({"name": name, "run": run.id, "silhouette": _last(metrics[run.id], "silhouette"),
-                     "ari": _last(metrics[run.id], "adjusted_rand"), "points": run.info.get("silhouette_points", 0),
+        rows.append({"name": name, "run": run.id, "silhouette": metrics[run.id][names.SILHOUETTE].last,
+                     "ari": metrics[run.id][names.ADJUSTED_RAND].last, "points": run.info.get("silhouette_points", 0),
                      "k": run.config["clusters"]})  # fmt: skip
     table = doc.table("Silhouette score (eq. 8, original dimension) and agreement of the clusters with the classes.",
                       *(run for _, _, run in _compared(runs, "clustering")))  # fmt: skip

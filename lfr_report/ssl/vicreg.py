@@ -58,6 +58,9 @@ class VICRegTerms(NamedTuple):
     covariance: Tensor
 
 
+TERMS = VICRegTerms._fields[1:]  # the three terms the training loop logs beside the total (train_<term>, test_<term>)
+
+
 def vicreg_loss(
     z_a: Tensor,
     z_b: Tensor,

@@ -33,7 +33,7 @@ class Run:
 
     id: str
     experiment: str
-    status: str  # QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMED_OUT
+    status: str  # QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT
     config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     result: Any = None
@@ -63,6 +63,11 @@ class Metric:
     name: str
     steps: list[int]
     values: list[float]
+
+    @property
+    def last(self) -> float:
+        """The value logged last (a run's final result for a metric logged once)."""
+        return self.values[-1]
 
     def mean_std(self) -> tuple[float, float]:
         """Mean and (population) standard deviation of the values: over seeds, for a metric
