@@ -3,6 +3,7 @@
     python experiments/finetune.py with encoder_run=12                   # pretrained, every fraction and seed
     python experiments/finetune.py with encoder_run=12 init=scratch      # same network, fresh weights
     python experiments/finetune.py with smoke encoder_run=3
+    python experiments/finetune.py with pretraining encoder_run=5 frozen=True   # the pretraining report's protocol
 
 For each label fraction (1, 5, 10, 50 and 100% by default) and each seed, a stratified
 labelled subset of the evaluation data set's training split is drawn (fixed per seed:
@@ -10,7 +11,10 @@ the pretrained and the scratch runs see the same images), the encoder and a new 
 head are trained together on it (``lfr_report.evaluate.finetune``: the SimCLR example's
 SGD recipe) and scored on the whole test split. ``test_accuracy_<p>pct`` is logged once
 per seed (step = the seed's index); the result keeps each fraction's mean and standard
-deviation. ``init=scratch`` at 100% is the fully supervised baseline.
+deviation. ``init=scratch`` at 100% is the fully supervised baseline. ``frozen=True`` trains the head
+alone on the frozen encoder; the ``pretraining`` named config is the pretraining report's
+protocol (Adam 1e-3, batch 64, 5% and 100% of a labelled pool, three seeds), and
+``embed_fraction`` keeps a t-SNE of the fine-tuned network's test representations.
 
 The evaluation data set defaults to the one the encoder's run evaluated on (a SimCLR
 run's ``transfer``), its images brought to the encoder's input shape and normalised with
@@ -23,10 +27,12 @@ import numpy as np
 import torch
 
 from lfr_report import names
-from lfr_report.data import get_spec, load_dataset
+from lfr_report.data import get_spec, load_dataset, subset_index
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.errors import ConfigError
-from lfr_report.evaluate.finetune import fine_tune, stratified_subset
+from lfr_report.evaluate import encode
+from lfr_report.evaluate.embed import pca_2d, tsne_2d
+from lfr_report.evaluate.finetune import calibrate_batch_norm, fine_tune, stratified_subset
 from lfr_report.experiment import (
     checks,
     completed_run,
@@ -45,6 +51,7 @@ from lfr_report.experiment import (
 from lfr_report.models import build_encoder
 from lfr_report.ssl.train import checkpoint_path, remove_checkpoints
 from lfr_report.tracking import run_commandline
+from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
@@ -71,6 +78,10 @@ def config():
     momentum = 0.9  # SGD momentum (the example's)
     weight_decay = 1e-4  # SGD weight decay (the example's)
     channels_last = True  # NHWC memory layout: faster convolutions on CPUs and tensor cores
+    frozen = False  # True: only the linear head is trained, on the frozen encoder (a linear probe)
+    optimizer = "sgd"  # sgd (with momentum and the step schedule) | adam (lr as given, the same schedule)
+    embed_fraction = None  # a fraction whose first seed's fine-tuned test representations are kept (t-SNE), or None
+    tsne_points = 2000  # test representations embedded with t-SNE when embed_fraction is set
 
 
 @ex.named_config
@@ -83,8 +94,21 @@ def smoke():
 
 
 @ex.named_config
+def pretraining():
+    # the pretraining report's classifiers (the lfr2024 seed's second example): Adam, batch 64
+    fractions = [0.05, 1.0]  # 5% and 100% of the labels
+    seeds = [0, 1, 2]  # mean +- std over three
+    optimizer = "adam"
+    lr = 1e-3  # the example's baseline: Adam 1e-3
+    batch_size = 64  # the example's baseline
+    weight_decay = 0.0
+    data = {"train_size": 5000}  # the labelled pool (CPU scale; `full` takes the whole split)
+
+
+@ex.named_config
 def full():
-    scale = "full"  # the example's 180 epochs (for a GPU)
+    scale = "full"  # the example's 180 epochs (for a GPU), the whole training split
+    data = {"train_size": None}
     epochs = 180
     min_steps = 0
 # fmt: on
@@ -93,7 +117,8 @@ def full():
 checks(ex, {
     "init": one_of(*INITS), "fractions": list_of(interval("(0, 1]")), "seeds": list_of(integer), "epochs": positive_int,
     "batch_size": positive_int, "lr": positive, "min_steps": non_negative, "data.train_size": optional(positive_int),
-    "data.test_size": optional(positive_int),
+    "data.test_size": optional(positive_int), "optimizer": one_of("sgd", "adam"),
+    "embed_fraction": optional(interval("(0, 1]")), "tsne_points": positive_int,
 })  # fmt: skip
 
 
@@ -110,7 +135,7 @@ def resolve_data(config, command_name, logger):
 
 @ex.main
 def main(_run, _config, _seed, device, encoder_run, init, data, fractions, seeds, epochs, min_steps, batch_size, lr, momentum,
-         weight_decay, channels_last):  # fmt: skip
+         weight_decay, channels_last, frozen, optimizer, embed_fraction, tsne_points):  # fmt: skip
     device = begin_run(_run, _seed, device)
     source = completed_run(encoder_run)
     pretrained, arch = load_encoder(encoder_run)
@@ -130,15 +155,22 @@ def main(_run, _config, _seed, device, encoder_run, init, data, fractions, seeds
             if init == "pretrained":
                 encoder.load_state_dict(pretrained.state_dict())
             labelled = stratified_subset(train.labels, fraction, seed)
+            if frozen and init == "scratch":  # the random-encoder baseline: its batch norms' statistics from the data
+                calibrate_batch_norm(encoder, train_images[labelled], spec.mean, spec.std, device)
             result = fine_tune(
                 encoder, train_images[labelled], train.labels[labelled], test_images, test.labels,
                 mean=spec.mean, std=spec.std, epochs=epochs, min_steps=min_steps, batch_size=batch_size, lr=lr,
                 momentum=momentum, weight_decay=weight_decay, seed=seed, device=device, channels_last=channels_last,
-                checkpoint=checkpoint_path("finetune", _config, f"{names.fraction_key(fraction)}-seed{seed}"),
+                frozen=frozen, optimizer=optimizer, checkpoint=checkpoint_path("finetune", _config, f"{names.fraction_key(fraction)}-seed{seed}"),
             )  # fmt: skip
             _run.log_scalar(names.fraction_accuracy(fraction), result.test_accuracy, i)
             _run.log_scalar(names.fraction_loss(fraction), result.final_loss, i)
             accuracies.append(result.test_accuracy)
+            if fraction == embed_fraction and i == 0:  # the trained network's view of the test split, for a t-SNE
+                features = encode(encoder, test_images, spec.mean, spec.std, device, channels_last=channels_last)
+                shown = subset_index(len(test), tsne_points, seed)
+                add_npz_artifact(_run, names.TEST_EMBEDDING_2D, tsne=tsne_2d(features[shown], seed=seed),
+                                 pca=pca_2d(features[shown]), labels=test.labels[shown], index=shown)  # fmt: skip
             print(f"  {init} {100 * fraction:g}% labels ({result.labelled} images), seed {seed}: "
                   f"test accuracy {100 * result.test_accuracy:.2f}%")  # fmt: skip
         summary[f"{names.fraction_accuracy(fraction)}_mean"] = float(np.mean(accuracies))

@@ -18,6 +18,7 @@ REPORTS = {
     "distillation": "lfr_report.report.distillation",  # lfr2024: unsupervised dataset distillation
     "simclr": "lfr_report.report.simclr",  # lfr2024's example report: SimCLR transfer with label fractions
     "autoencoder": "lfr_report.report.autoencoder",  # ps7: autoencoders and an image-text model
+    "pretraining": "lfr_report.report.pretraining",  # lfr2024's second example: dAE and Deep InfoMax pretraining
 }
 
 # experiment name -> what it runs (experiments/<name>.py)
@@ -30,6 +31,7 @@ EXPERIMENTS = {
     "finetune": "fine-tuning a stored encoder (or its architecture from scratch) with label fractions",
     "autoencoder": "a convolutional (denoising) autoencoder and linear classifiers on it",
     "clip": "an image-text model: contrastive training, probe, zero-shot, retrieval",
+    "pretrain": "unsupervised pretraining of the baseline's encoder: Deep InfoMax or a denoising autoencoder",
 }
 
 

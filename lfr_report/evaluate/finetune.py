@@ -40,6 +40,26 @@ def stratified_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
     return torch.cat(chosen).sort().values
 
 
+def calibrate_batch_norm(encoder: nn.Module, images: Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                         device: torch.device | str = "cpu", batch_size: int = 256) -> None:  # fmt: skip
+    """Set every batch norm's running mean and variance to the statistics of ``images``
+    (averaged over batches), the weights untouched: a randomly initialised encoder's batch
+    norms hold mean 0 and variance 1, which shrink its output to almost nothing in eval mode,
+    so a frozen random encoder needs this before a head is trained on it."""
+    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    encoder.to(device).train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            encoder(normalise(images[start : start + batch_size].to(device), mean, std))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    encoder.eval()
+
+
 @dataclass(frozen=True)
 class FineTuneResult:
     test_accuracy: float  # fraction in [0, 1], on the whole test set

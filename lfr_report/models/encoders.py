@@ -128,9 +128,17 @@ class ConvNetEncoder(nn.Module):
         self.features = nn.Sequential(*blocks, *pooling)
         self.head = _representation_head(c_in if pool == "avg" else c_in * side * side, dim)
         self.dim = dim
+        self.side, self.blocks = side, len(widths)  # the last feature map's side, the conv blocks
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+    def with_feature_map(self, x: Tensor, block: int) -> tuple[Tensor, Tensor]:
+        """The output of conv block ``block`` (0-based; Deep InfoMax's low-level map M) and the representation y."""
+        if not 0 <= block < self.blocks:
+            raise ConfigError(f"feature-map block must be in [0, {self.blocks - 1}], got {block}")
+        feature_map = self.features[: block + 1](x)
+        return feature_map, self.head(self.features[block + 1 :](feature_map))
 
 
 ENCODERS = ("convnet", "resnet20", "resnet18")

@@ -1,0 +1,107 @@
+"""The pretraining report's pipeline (issue: the second example report): the dAE's decoder,
+DIM's feature map, both pretraining runs and their evaluations at smoke scale through
+Sacred, and the report built from those runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import build_session_store, pdf_text
+
+from lfr_report import names
+from lfr_report.errors import ConfigError
+from lfr_report.models.decoder import ConvNetDecoder
+from lfr_report.models.encoders import ConvNetEncoder
+from lfr_report.report import pretraining as report
+from lfr_report.report.runner import load_experiment
+from lfr_report.ssl.dim import TERMS
+from lfr_report.tracking.artifacts import read_encoder, read_npz
+from lfr_report.tracking.store import FileRunStore
+
+
+@pytest.mark.parametrize(("channels", "side"), [(1, 28), (3, 32)])
+def test_the_decoder_mirrors_the_encoder_back_to_the_image(channels, side):
+    encoder = ConvNetEncoder(channels, 64, (8, 16, 32, 64), "flatten", side)
+    decoder = ConvNetDecoder(channels, 64, (8, 16, 32, 64), side)
+    x = torch.rand(3, channels, side, side)
+    out = decoder(encoder(x))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    feature_map = encoder.with_feature_map(x, 2)[0]
+    assert feature_map.shape == (3, 32, (side + 3) // 4, (side + 3) // 4)
+    encoder.eval()
+    torch.testing.assert_close(encoder.with_feature_map(x, 2)[1], encoder(x))  # the same y, M on the way
+    with pytest.raises(ConfigError, match=r"feature-map block must be in \[0, 3\], got 4"):
+        encoder.with_feature_map(x, 4)
+
+
+@pytest.fixture(scope="session")
+def pretraining_runs(tmp_path_factory) -> Path:
+    """A file store with every smoke-scale run the pretraining report needs."""
+    return build_session_store(tmp_path_factory.mktemp("pretraining") / "runs", report.REPORT.gather)
+
+
+def test_pretraining_runs_log_each_term_per_batch_and_store_a_usable_encoder(pretraining_runs):
+    store = FileRunStore(pretraining_runs)
+    dim = store.latest("pretrain", {"method": "dim", "alpha": 0.5, "beta": 1.0})
+    dae = store.latest("pretrain", {"method": "dae"})
+    assert dim.status == dae.status == "COMPLETED"
+    metrics = store.metrics(dim.id)
+    batches = dim.info["train_images"] // dim.config["batch_size"]
+    for term in (*TERMS, "loss"):
+        assert len(metrics[names.train_metric(term)].values) == batches
+        assert len(metrics[names.test_metric(term)].values) == dim.config["dim_epochs"]
+    assert all(-2.0 < v <= 0.0 for t in ("global_mi", "local_mi") for v in metrics[names.train_metric(t)].values)
+    assert set(store.metrics(dae.id)) == {names.train_metric("loss"), names.test_metric("loss")}
+    encoder, arch = read_encoder(store, dim.id)
+    assert arch["dim"] == dim.config["encoder_dim"] and encoder(torch.zeros(2, *arch_shape(arch))).shape == (2, 16)
+    assert read_npz(store, dim.id, names.TEST_EMBEDDING_2D)["tsne"].shape == (dim.config["tsne_points"], 2)
+
+
+def arch_shape(arch: dict) -> tuple[int, int, int]:
+    return arch["in_channels"], arch["image_size"], arch["image_size"]
+
+
+def test_evaluations_are_frozen_or_fine_tuned_runs_of_the_pretrained_encoders(pretraining_runs):
+    store = FileRunStore(pretraining_runs)
+    evaluations = store.find("finetune", "COMPLETED")
+    assert len(evaluations) == 8
+    frozen = [run for run in evaluations if run.config["frozen"]]
+    assert len(frozen) == 5 and all(run.config["optimizer"] == "adam" for run in evaluations)
+    assert sorted(run.config["fractions"] for run in evaluations)[0] == [0.05, 1.0]
+    scratch = [run for run in evaluations if run.config["init"] == "scratch"]
+    assert len(scratch) == 2 and sum(run.config["embed_fraction"] == 1.0 for run in scratch) == 1
+
+
+def test_the_report_answers_the_example_in_its_order_with_the_runs_numbers(pretraining_runs, isolated):
+    store = FileRunStore(isolated / "runs")
+    shutil.rmtree(isolated / "runs")
+    shutil.copytree(pretraining_runs, isolated / "runs")
+    out = report.REPORT.build(store, "smoke", isolated / "reports" / "pretraining.pdf")
+    pages, text = pdf_text(out)
+    assert 3 <= pages <= 10
+    order = ["1. Problem definition", "2.1 Baseline", "2.2 Denoising autoencoder", "2.3 Deep InfoMax", "Global MI",
+             "Local MI", "Prior matching", "3.1 Implementation details", "3.2 Results", "Table 1.", "t-SNE",
+             "3.3 Local against global", "Table 2.", "3.4 Conclusions"]  # fmt: skip
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    runs = report.REPORT.gather(store, "smoke")
+    for key in ("baseline_frozen", "dae_tuned", "dim_frozen", "no_local_frozen"):
+        mean, std = store.metrics(runs[key].id)[names.fraction_accuracy(0.05)].mean_std()
+        assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text, key
+    assert "notes/pretraining/conclusions.md" in text
+    assert len(store.runs()) == 12  # nothing was rerun
+
+
+def test_impossible_pretraining_configs_fail_before_a_run(isolated):
+    quiet = {"--loglevel": "ERROR"}
+    ex = load_experiment("pretrain")
+    with pytest.raises(ConfigError, match=r"feature_block must be in \[0, 3\]"):
+        ex.run(named_configs=["smoke"], config_updates={"feature_block": 7}, options=quiet)
+    with pytest.raises(ConfigError, match="method must be dim or dae, got 'simclr'"):
+        ex.run(named_configs=["smoke"], config_updates={"method": "simclr"}, options=quiet)
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 2"):
+        ex.run(named_configs=["smoke"], config_updates={"batch_size": 1}, options=quiet)
+    assert not list((isolated / "runs").iterdir())
