@@ -105,3 +105,20 @@ def test_impossible_pretraining_configs_fail_before_a_run(isolated):
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 2"):
         ex.run(named_configs=["smoke"], config_updates={"batch_size": 1}, options=quiet)
     assert not list((isolated / "runs").iterdir())
+
+
+def test_a_random_encoder_gets_its_batch_norm_statistics_from_the_data_and_keeps_its_weights():
+    from lfr_report.evaluate.finetune import calibrate_batch_norm
+
+    torch.manual_seed(0)
+    encoder = ConvNetEncoder(1, 16, (8, 16, 32, 64), "flatten", 28).eval()
+    images = (torch.rand(300, 1, 28, 28) * 255).to(torch.uint8)
+    weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k and "num_batches" not in k}
+    x = (images.float() / 255 - 0.5) / 0.25
+    with torch.no_grad():
+        before = encoder(x).std(0).mean()
+        calibrate_batch_norm(encoder, images, (0.5,), (0.25,), batch_size=100)
+        after = encoder(x).std(0).mean()
+    assert after > 10 * before  # the initial statistics (mean 0, variance 1) had shrunk the features
+    assert not encoder.training and all(m.momentum == 0.1 for m in encoder.modules() if hasattr(m, "momentum"))
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in weights.items())

@@ -236,6 +236,17 @@ def line(x, y, fmt: str = "", yerr=None, **style) -> Line:
     return Line(x, y, fmt, style, yerr)
 
 
+def epoch_lines(train_steps, train_values, test_steps, test_values, per_epoch: int, color: str,
+                train_label: str, test_label: str) -> list[Line]:  # fmt: skip
+    """A training curve against epochs: the per-batch values as a moving average (a 40th of
+    the run), and the test value after each epoch as markers, in one colour."""
+    window = max(1, len(train_values) // 40)
+    return [line(np.asarray(train_steps) / per_epoch, moving_average(train_values, window), color=color, linewidth=1.1,
+                 label=train_label),
+            line(np.asarray(test_steps) / per_epoch, test_values, "o--", color=color, markersize=3, linewidth=0.8,
+                 label=test_label)]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Panel:
     """One axes of ``line_panels``: its lines, labels and scales."""

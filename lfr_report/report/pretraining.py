@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from lfr_report import names
 from lfr_report.report import figures
 from lfr_report.report.document import Document
-from lfr_report.report.figures import Panel, line
+from lfr_report.report.figures import Panel
 from lfr_report.report.spec import Need, Report, Runs, run_id
 from lfr_report.ssl.dim import TERMS as DIM_TERMS
 from lfr_report.tracking.artifacts import read_npz, read_torch
@@ -125,11 +123,8 @@ def _dim_curves(runs: Runs, metrics, doc: Document):
         lines = []
         for key, color in (("dim", "tab:blue"), ("no_local", "tab:orange"), ("no_global", "tab:green")):
             train, test = metrics[key][names.train_metric(term)], metrics[key][names.test_metric(term)]
-            per_epoch, window = _per_epoch(runs[key]), max(1, len(train.values) // 40)
-            lines += [line(np.asarray(train.steps) / per_epoch, figures.moving_average(train.values, window),
-                           color=color, linewidth=1.1, label=f"{ABLATIONS[key]}, train"),
-                      line(np.asarray(test.steps) / per_epoch, test.values, "o--", color=color, markersize=3,
-                           linewidth=0.8, label="test")]  # fmt: skip
+            lines += figures.epoch_lines(train.steps, train.values, test.steps, test.values, _per_epoch(runs[key]),
+                                         color, f"{ABLATIONS[key]}, train", "test")  # fmt: skip
         panels.append(Panel(lines, "epoch", TERM_LABELS[term], legend={"fontsize": 5} if term == "prior" else None))
     return doc.figure(figures.to_data_uri(figures.line_panels(panels, (figures.WIDTH_IN, 2.3)), "svg"),
                       "Deep InfoMax's three terms during pretraining, per batch (moving average) and on the test split "
@@ -139,11 +134,9 @@ def _dim_curves(runs: Runs, metrics, doc: Document):
 def _dae_curve(runs: Runs, metrics, doc: Document):
     run, m = runs["dae"], metrics["dae"]
     train, test = m[names.train_metric("loss")], m[names.test_metric("loss")]
-    per_epoch, window = _per_epoch(run), max(1, len(train.values) // 40)
-    panel = Panel([line(np.asarray(train.steps) / per_epoch, figures.moving_average(train.values, window),
-                        color="tab:blue", linewidth=1.1, label="train"),
-                   line(np.asarray(test.steps) / per_epoch, test.values, "o--", color="tab:orange", markersize=3,
-                        linewidth=0.8, label="test")], "epoch", "reconstruction cross-entropy", legend={"fontsize": 6})  # fmt: skip
+    lines = figures.epoch_lines(train.steps, train.values, test.steps, test.values, _per_epoch(run), "tab:blue",
+                                "train", "test")  # fmt: skip
+    panel = Panel(lines, "epoch", "reconstruction cross-entropy", legend={"fontsize": 6})
     return doc.figure(figures.to_data_uri(figures.line_panels([panel], (figures.WIDTH_IN * 0.5, 2.2)), "svg"),
                       "Denoising autoencoder: binary cross-entropy between the reconstruction of the noisy image and "
                       "the clean image, per batch (moving average) and on the test split after each epoch.", run,

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from lfr_report import names
 from lfr_report.report import figures
 from lfr_report.report.document import Document
@@ -130,11 +128,8 @@ def _pretraining_curves(runs: Runs, metrics, doc: Document):
             run, m = runs[key], metrics[runs[key].id]
             per_epoch = run.info["train_images"] // run.config["batch_size"]
             train, test = m[names.train_metric(term)], m[names.test_metric(term)]
-            window = max(1, len(train.values) // 40)
-            lines += [line(np.asarray(train.steps) / per_epoch, figures.moving_average(train.values, window),
-                           color=color, linewidth=1.1, label=f"{name}, train"),
-                      line(np.asarray(test.steps) / per_epoch, test.values, "o--", color=color, markersize=3,
-                           linewidth=0.8, label=f"{name}, test")]  # fmt: skip
+            lines += figures.epoch_lines(train.steps, train.values, test.steps, test.values, per_epoch, color,
+                                         f"{name}, train", f"{name}, test")  # fmt: skip
         panels.append(Panel(lines, "epoch", label, legend={"fontsize": 6} if term == "top1" else None))
     return doc.figure(figures.to_data_uri(figures.line_panels(panels, (figures.WIDTH_IN, 2.3)), "svg"),
                       "SimCLR pretraining: the loss and the share of views whose most similar other view is their "
