@@ -25,3 +25,7 @@ class ConfigError(LfrError):
 
 class StoreError(LfrError):
     """The run store cannot be reached or does not hold what was asked for."""
+
+
+class Diverged(LfrError):
+    """Training produced a non-finite loss, term or parameter: the run stops as FAILED."""

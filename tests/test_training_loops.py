@@ -212,3 +212,47 @@ def test_a_run_with_parts_keeps_one_checkpoint_per_part_and_removes_them_all():
     (whole.parent / f".{parts[0].name}.x1y2.tmp").touch()  # what a kill mid-write leaves
     train.remove_checkpoints("finetune", config)
     assert [p.name for p in whole.parent.iterdir()] == [kept.name]  # another config's checkpoint stays
+
+
+@pytest.mark.parametrize("log_every", [3, None])
+def test_the_loop_stops_at_the_first_non_finite_term_naming_epoch_step_and_term(log_every):
+    from lfr_report.errors import Diverged
+
+    model = torch.nn.Linear(4, 1)
+    data = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+
+    def step(batch, index):
+        loss = model(batch).pow(2).mean()
+        spread = loss * 0 + (float("nan") if model.weight.abs().max() > 50 else 1.0)  # a term that turns nan
+        return {"loss": loss, "spread": spread}
+
+    with torch.no_grad():
+        model.weight.fill_(100.0)
+    where = "step 1" if log_every else "its mean over the epoch"
+    with pytest.raises(Diverged, match=rf"training diverged at epoch 1, {where}: spread became nan"):
+        train_loop(step, data, modules={"model": model}, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                   epochs=2, batch_size=8, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                   log_every=log_every, progress=False)  # fmt: skip
+
+    model = torch.nn.Linear(4, 1)
+    huge = torch.optim.SGD(model.parameters(), lr=1e38)
+    with pytest.raises(Diverged, match="training diverged at epoch 1"):
+        train_loop(lambda batch, index: {"loss": model(batch).pow(2).mean()}, data, modules={"model": model},
+                   optimizer=huge, epochs=3, batch_size=8, device=torch.device("cpu"),
+                   generator=torch.Generator().manual_seed(0), log_every=None, progress=False)  # fmt: skip
+
+
+def test_a_diverging_vicreg_run_is_one_line_and_failed(isolated):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "vicreg.py"
+    done = subprocess.run([sys.executable, str(script), "with", "smoke", "lr=1e400"], capture_output=True, text=True,
+                          cwd=isolated, timeout=300)  # fmt: skip
+    assert done.returncode == 1
+    line = done.stderr.strip().splitlines()[-1]
+    assert "training diverged at epoch 1, step" in line and "became nan" in line, done.stderr[-1500:]
+    statuses = [json.loads(p.read_text())["status"] for p in (isolated / "runs").glob("*/run.json")]
+    assert statuses == ["FAILED"]

@@ -37,13 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lfr_report.distill.inner import AEParams, features, grad_norm2, init_params, inner_grad, inner_loss
-from lfr_report.errors import LfrError
+from lfr_report.errors import Diverged, LfrError
 
 SOLVERS = ("penalty", "value", "implicit")
-
-
-class Diverged(LfrError):
-    """A distillation run produced a non-finite value."""
 
 
 @dataclass

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lfr_report.errors import Diverged
 from lfr_report.names import test_metric, train_metric
 
 # (batch uint8 on device, its indices in the training set, generator) -> two float views
@@ -61,6 +62,14 @@ class LoopResult:
     steps: int  # optimiser steps in total
     last_train_terms: dict[str, float]  # the last epoch's means (per-batch logging: its last batch)
     last_test_terms: dict[str, float]
+
+
+def _check_finite(names: tuple[str, ...], values: list[float], epoch: int, where: str) -> None:
+    """Stop at the first non-finite term of a batch (or of an epoch's mean), naming it."""
+    for name, value in zip(names, values, strict=True):
+        if not math.isfinite(value):
+            raise Diverged(f"training diverged at epoch {epoch}, {where}: {name} became {value} "
+                           "(a learning rate too high?)")  # fmt: skip
 
 
 def train_loop(
@@ -174,6 +183,7 @@ def train_loop(
                 if len(pending) == log_every or i == steps_per_epoch - 1 or done == total_steps:
                     values = torch.stack(pending).cpu().tolist()
                     for offset, row in enumerate(values):
+                        _check_finite(names, row, epoch + 1, f"step {done - len(pending) + offset + 1}")
                         for name, value in zip(names, row, strict=True):
                             record(train_metric(name), value, done - len(pending) + offset)
                     train_terms = dict(zip(names, values[-1], strict=True))
@@ -186,9 +196,14 @@ def train_loop(
                 weight, batches = weight + len(index), batches + 1
         if log_every is None and sums is not None:
             means = [v / weight for v in sums.tolist()] if epoch_mean == "images" else (sums / batches).tolist()
+            _check_finite(names, means, epoch + 1, "its mean over the epoch")
             train_terms = dict(zip(names, means, strict=True))
             for name, value in train_terms.items():
                 record(train_metric(name), value, epoch + 1)
+        for name, module in modules.items():
+            if not all(torch.isfinite(p).all() for p in module.parameters()):
+                raise Diverged(f"training diverged at epoch {epoch + 1}: the {name}'s weights became non-finite "
+                               "(a learning rate too high?)")  # fmt: skip
         if evaluate is not None:
             test_terms = dict(evaluate(epoch + 1))
             for name, value in test_terms.items():
