@@ -272,7 +272,7 @@ def fit(
     is logged per batch, and on the test set after each epoch (``evaluate_objective``).
     ``make_test_views`` makes the test set's views when they differ from the training
     ones (indices then refer to the test set); by default ``make_views`` serves both.
-    ``amp`` runs the networks under bf16 autocast on CUDA (see ``train_step``);
+    ``amp`` runs the networks under bf16 autocast on CUDA (see ``two_view_terms``);
     ``compile`` trains through ``torch.compile``d copies of both networks (same weights).
     """
     train_encoder = torch.compile(encoder) if compile else encoder
