@@ -31,15 +31,15 @@ from lfr_report import names
 from lfr_report.data import DatasetSpec
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
+from lfr_report.resources import experiments_dir
 from lfr_report.tracking import Run, open_store
 from lfr_report.tracking.artifacts import add_torch_artifact, read_encoder
-from lfr_report.tracking.context import REPO_ROOT
 
 
 def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] | bool = True) -> Experiment:
     """The Sacred experiment of the calling script, with ``ingredients`` and the ``data``
     ingredient (``data.name``, ``data.train_size``, ``data.test_size``): sources stored from
-    the repository root, progress bars kept out of the captured output, and a ``default``
+    the folder that holds ``experiments/`` (the checkout, or an installed package's copy), progress bars kept out of the captured output, and a ``default``
     named config.
 
     ``data`` may instead be this experiment's own defaults for those keys (in Sacred an
@@ -54,7 +54,7 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
         ingredients = (own, *ingredients)
     elif data:
         ingredients = (data_ingredient, *ingredients)
-    ex = Experiment(name, ingredients=list(ingredients), base_dir=str(REPO_ROOT))
+    ex = Experiment(name, ingredients=list(ingredients), base_dir=str(experiments_dir().parent))
     # Sacred reads the docstring and the sources to store from its caller's globals: the script's, not ours.
     script = sys._getframe(1).f_globals
     ex.doc = script.get("__doc__", "")

@@ -1,8 +1,9 @@
 """HTML from a Jinja2 template, PDF from the HTML with WeasyPrint.
 
-Templates live in the top-level ``templates/`` folder (``$LFR_TEMPLATES_DIR`` overrides
-it). The PDF is written to a temporary file beside the target and renamed over it, so
-a failed build never leaves a half-written report in place of the last good one.
+Templates live in the top-level ``templates/`` folder, or the copy an installed package
+carries (``lfr_report.resources``; ``$LFR_TEMPLATES_DIR`` overrides it). The PDF is written
+to a temporary file beside the target and renamed over it, so a failed build never leaves a
+half-written report in place of the last good one.
 """
 
 from __future__ import annotations
@@ -14,11 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from lfr_report.tracking.context import REPO_ROOT
-
-
-def templates_dir() -> Path:
-    return Path(os.environ.get("LFR_TEMPLATES_DIR", REPO_ROOT / "templates"))
+from lfr_report.resources import templates_dir
 
 
 def render_html(template: str, context: dict[str, Any]) -> str:

@@ -20,11 +20,9 @@ from sacred.initialize import create_run
 
 from lfr_report.errors import ConfigError
 from lfr_report.registry import EXPERIMENTS
-from lfr_report.tracking.context import REPO_ROOT
+from lfr_report.resources import experiments_dir
 from lfr_report.tracking.observers import default_observer
 from lfr_report.tracking.store import Run, RunStore
-
-EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
 
 def load_experiment(name: str) -> Experiment:
@@ -32,9 +30,9 @@ def load_experiment(name: str) -> Experiment:
     module_name = f"lfr_experiments.{name}"
     if module_name in sys.modules:
         return sys.modules[module_name].ex
-    path = EXPERIMENTS_DIR / f"{name}.py"
+    path = experiments_dir() / f"{name}.py"
     if name not in EXPERIMENTS or not path.is_file():
-        raise ConfigError(f"no experiment {name!r} in {EXPERIMENTS_DIR}; known: {', '.join(EXPERIMENTS)}")
+        raise ConfigError(f"no experiment {name!r} in {path.parent}; known: {', '.join(EXPERIMENTS)}")
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader
     module: ModuleType = importlib.util.module_from_spec(spec)

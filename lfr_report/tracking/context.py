@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from lfr_report.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from lfr_report.resources import REPO_ROOT
 
 
 def seed_everything(seed: int) -> None:
