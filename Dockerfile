@@ -28,8 +28,16 @@ COPY pyproject.toml README.md ./
 COPY lfr_report/__init__.py lfr_report/__init__.py
 RUN pip install --no-cache-dir "setuptools<81" . && pip uninstall -y lfr-report
 COPY . .
+# The base image must be what pyproject.toml pins (tests/test_container.py checks these
+# against it); `python -P` leaves /app off sys.path, so it imports the installed package,
+# which carries its own experiments/ and templates/ (setup.py), as the `lfr` command does.
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import lfr_report, sacred, weasyprint, faiss, torch; assert torch.__version__.startswith('2.14.1')"
+    && python -P -c "import sys, torch, sacred, weasyprint, faiss; \
+assert sys.version_info >= (3, 11), sys.version; \
+assert torch.__version__.split('+')[0] == '2.14.1', torch.__version__; \
+assert torch.version.cuda == '13.0', torch.version.cuda; \
+from lfr_report.resources import experiments_dir, templates_dir; \
+assert (experiments_dir() / 'vicreg.py').is_file() and (templates_dir() / 'base.html').is_file()"
 
 # A non-root user owns what the runner writes: data, runs, checkpoints, reports.
 RUN useradd --create-home --uid 1000 lfr \
