@@ -20,7 +20,7 @@ SCALE ?= default
 REPORTS ?= all
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-slow test-stack bench lint lint-docker format clean-reports \
+.PHONY: help setup system-deps data report test test-slow test-stack bench gpu-check lint lint-docker format clean-reports \
 	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
@@ -51,6 +51,9 @@ test-slow: setup ## the slow tests too (default-scale training)
 
 bench: setup data ## time a VICReg training step against lightly's pipeline (CPU, minutes; see benchmarks/RESULTS.md)
 	$(PY) benchmarks/bench_vicreg.py --json benchmarks/out/vicreg-cpu.json $(BENCH_ARGS)
+
+gpu-check: setup ## on a CUDA machine: bench, a stretch of vicreg with full, the rehearsal reports -> one JSON (< 8 min)
+	$(PY) scripts/gpu-check.py $(GPU_CHECK_ARGS)
 
 CODE := lfr_report experiments tests benchmarks
 

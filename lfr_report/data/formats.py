@@ -3,7 +3,8 @@
 Every reader returns ``(images, labels)`` with images as ``uint8`` arrays of shape
 ``(N, C, H, W)`` and labels as ``int64`` arrays of shape ``(N,)``. They read the files
 the datasets' publishers ship (the same files torchvision downloads) but do not check
-MD5 sums, so that the tests can write small files in the same formats. Anything that
+MD5 sums, so that the tests can write small files in the same formats (``write_idx`` and
+``write_cifar10`` write them). Anything that
 goes wrong while reading raises ``CorruptFile`` with the path and the reason; the
 registry turns it into a one-line ``DataError`` naming the dataset.
 """
@@ -68,6 +69,14 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """``array`` (uint8) as an uncompressed IDX file, the format ``read_idx`` reads."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return path
+
+
 def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 1, H, W)`` and labels ``(N,)`` from an IDX image file and its label file."""
     images = read_idx(images_path)
@@ -104,6 +113,24 @@ def read_cifar_meta(path: Path) -> list[str]:
         return [name.decode() for name in meta[b"label_names"]]
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError) as exc:
         raise CorruptFile(path, f"not a CIFAR-10 meta file ({exc})") from exc
+
+
+def write_cifar10(directory: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                  classes: list[str]) -> Path:  # fmt: skip
+    """Write ``cifar-10-batches-py/`` as CIFAR-10's python version lays it out: the training
+    images split over ``data_batch_1..5``, ``test_batch``, ``batches.meta``; images are
+    ``(N, 3, 32, 32)`` uint8. For stand-ins where the real files are absent (tests, the GPU check)."""
+    folder = directory / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = np.array_split(np.arange(len(train[0])), 5)
+    batches = {f"data_batch_{i + 1}": (train[0][part], train[1][part]) for i, part in enumerate(parts)}
+    for name, (images, labels) in {**batches, "test_batch": test}.items():
+        record = {b"batch_label": name.encode(), b"labels": [int(y) for y in labels],
+                  b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1)}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(record, protocol=2))
+    meta = {b"label_names": [c.encode() for c in classes], b"num_vis": 3072, b"num_cases_per_batch": len(parts[0])}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
 
 
 # --- STL-10 (binary) ---------------------------------------------------------------------
