@@ -13,13 +13,13 @@ Its three sections, each timed and recorded even when another fails:
   ResNet-18: images/s of lfr's pipeline (bf16, channels_last; float32; torch.compile)
   against the reference (lightly's transforms in a DataLoader), peak memory, the linear
   probe's and the kNN search's times.
-* ``vicreg_full``: a stretch of ``experiments/vicreg.py with full`` itself (Sacred's run,
-  the CIFAR-10 reader, ``fit``, the probe, t-SNE), on CIFAR-10-format files: images/s
-  between the first and the last metric flush (the flush copies the losses to the host,
-  so the GPU has caught up at each), the seconds an epoch of CIFAR-10 and the whole
-  ``full`` run would take at that rate, peak memory; run three times from the same seed
-  and batches: bf16 autocast, float32 and bf16 + ``compile=True``, to compare their losses
-  step by step and their speed.
+* ``vicreg_full``: a stretch of the training of ``experiments/vicreg.py with full`` (its
+  config from Sacred, the CIFAR-10 reader on CIFAR-10-format files, ``fit``): images/s
+  between the first and the last metric flush (a flush copies the losses to the host, so
+  the GPU has caught up at each), the seconds an epoch of CIFAR-10 and the whole ``full``
+  run would take at that rate, peak memory; three times from the same seed and batches:
+  bf16 autocast, float32 and bf16 + ``compile=True``, to compare their losses step by
+  step and their speed.
 * ``rehearsal``: the rehearsal reports at ``full`` shapes (``REHEARSAL_COMMAND``, or
   ``--rehearsal-command``): every report built from ``full``-configuration runs with only
   their sizes shrunk, the runs on this machine's device, PDFs under the output folder.
@@ -27,7 +27,8 @@ Its three sections, each timed and recorded even when another fails:
 CIFAR-10 and MNIST are the machine's own when ``$LFR_DATA_DIR`` has them; otherwise
 stand-ins in their real on-disk formats (random pixels: throughput and shapes do not
 depend on them, accuracies mean nothing) are written first, and the JSON says which.
-``--device cpu`` shrinks every size, the network too (the small ConvNet for the ResNet-18,
+``--device cpu`` shrinks every size (the benchmark without its compile row and downstream
+passes, which tests/test_bench.py covers), the network too (the small ConvNet for the ResNet-18,
 whose 6 steps alone take minutes on 2 cores), and runs torch.compile with dynamo disabled
 (compiling C++ on a CPU takes minutes), so that the same code runs in a test.
 """
@@ -52,12 +53,16 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sacred.observers import RunObserver  # noqa: E402
 
 from lfr_report.data import DATASETS, data_dir, formats, load_dataset  # noqa: E402
 from lfr_report.errors import DataError  # noqa: E402
+from lfr_report.ingredients import build_augment  # noqa: E402
+from lfr_report.models import Projector, build_encoder, encoder_arch  # noqa: E402
 from lfr_report.report.runner import expected_config, load_experiment  # noqa: E402
-from lfr_report.tracking.context import describe_device, resolve_device  # noqa: E402
+from lfr_report.ssl import VICRegLoss  # noqa: E402
+from lfr_report.ssl.train import fit, on_device_if_fits  # noqa: E402
+from lfr_report.ssl.views import augmented_pair  # noqa: E402
+from lfr_report.tracking.context import describe_device, resolve_device, seed_everything  # noqa: E402
 
 # The hook for the rehearsal (issue 16, section 1): every report at `full` with sizes shrunk.
 REHEARSAL_COMMAND = "{python} -m lfr_report report all --scale full --rehearse --out {out}/reports"
@@ -67,33 +72,21 @@ SIZES = {
     "cuda": {
         "bench": ["--data", "synthetic_cifar10", "--encoder", "resnet18", "--compile"],
         "cifar_train": 50_000, "cifar_test": 10_000, "mnist": (60_000, 10_000),
-        "steps": 120, "log_every": 20, "test_size": 2_560, "tsne_points": 1_000, "updates": {},
+        "steps": 120, "log_every": 20, "test_size": 2_560, "updates": {},
         "budget_s": 470,
     },
     "cpu": {
-        "bench": ["--data", "synthetic", "--train-size", "128", "--batch-size", "16", "--steps", "2", "--warmup", "1",
-                  "--ref-workers", "0", "--compile"],
+        # bench's compile row and downstream passes are left out: tests/test_bench.py runs them
+        "bench": ["--data", "synthetic", "--train-size", "64", "--batch-size", "16", "--steps", "1", "--warmup", "1",
+                  "--ref-workers", "0", "--skip-downstream"],
         "cifar_train": 160, "cifar_test": 64, "mnist": (64, 32),
-        "steps": 6, "log_every": 2, "test_size": 64, "tsne_points": 40,
+        "steps": 4, "log_every": 2, "test_size": 32,
         "updates": {"batch_size": 16, "encoder": "convnet", "widths": [8, 16], "encoder_dim": 16, "projector_dim": 32,
                     "probe": {"epochs": 2, "batch_size": 32}},
         "budget_s": 600,
     },
 }  # fmt: skip
 CIFAR10_TRAIN = 50_000  # images in CIFAR-10's training set, for the extrapolation
-
-
-class MetricTimes(RunObserver):
-    """Every metric a Sacred run logs, with the timestamp Sacred gave each value."""
-
-    def __init__(self) -> None:
-        self.metrics: dict[str, dict[str, list]] = {}
-
-    def log_metrics(self, metrics_by_name, info) -> None:
-        for name, metric in metrics_by_name.items():
-            kept = self.metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
-            for key in kept:
-                kept[key].extend(metric[key])
 
 
 # ---------------------------------------------------------------- data
@@ -146,40 +139,65 @@ def bench(device: torch.device, sizes: dict, work: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def train_stretch(c: dict, device: torch.device, full_epochs: int) -> dict:
+    """One stretch: ``fit`` on config ``c`` as ``vicreg.py``'s ``main`` sets it up, timed between flushes."""
+    train = load_dataset(c["data"]["name"], "train").subset(c["data"]["train_size"], c["seed"])
+    test = load_dataset(c["data"]["name"], "test").subset(c["data"]["test_size"], c["seed"])
+    seed_everything(c["seed"])
+    arch = encoder_arch(c["encoder"], train.spec.channels, c["encoder_dim"], train.spec.shape[-1], c["widths"], c["pool"])  # fmt: skip
+    layout = torch.channels_last if c["channels_last"] else torch.contiguous_format
+    f = build_encoder(**arch).to(device, memory_format=layout)
+    h = Projector(c["encoder_dim"], c["projector_dim"]).to(device)
+    optimizer = torch.optim.Adam([*f.parameters(), *h.parameters()], lr=c["lr"], betas=tuple(c["betas"]),
+                                 weight_decay=c["weight_decay"])  # fmt: skip
+    views = augmented_pair(build_augment(train.spec, **c["augment"]), c["channels_last"])
+    losses, flushed_at = [], {}  # train_loss per step; the clock when each flush reached the host
+
+    def log(name: str, value: float, step: int) -> None:
+        if name == "train_loss":
+            losses.append(value)
+            flushed_at[step] = time.perf_counter()
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as begin_run sets it for every experiment on CUDA
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    fit(encoder=f, projector=h, objective=VICRegLoss(c["lambda_"], c["mu"], c["nu"], c["gamma"], c["eps"]),
+        make_views=views, train_images=on_device_if_fits(train.images, device),
+        test_images=on_device_if_fits(test.images, device), optimizer=optimizer, epochs=c["epochs"],
+        batch_size=c["batch_size"], device=device, log=log, amp=c["amp"], compile=c["compile"],
+        generator=torch.Generator(device=device).manual_seed(c["seed"]), log_every=c["log_every"],
+        progress=False)  # fmt: skip
+    first, last = c["log_every"] - 1, len(losses) - 1  # the first flush ends the warm-up (and compiling)
+    batch = c["batch_size"]
+    images_per_s = (last - first) * batch / (flushed_at[last] - flushed_at[first])
+    epoch_s = (CIFAR10_TRAIN // batch) * batch / images_per_s
+    return {
+        "config": {key: c[key] for key in ("encoder", "batch_size", "amp", "compile", "channels_last", "lr")},
+        "data": train.source, "steps": len(losses), "wall_s": time.perf_counter() - started,
+        "images_per_s": images_per_s, "seconds_per_epoch_cifar10": epoch_s,
+        "seconds_full_run": epoch_s * full_epochs, "full_epochs": full_epochs,
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "train_loss": losses,
+    }  # fmt: skip
+
+
 def vicreg_stretch(device: torch.device, sizes: dict) -> dict:
-    """``vicreg.py with full`` for a few hundred steps, three ways from the same seed."""
+    """The training of ``vicreg.py with full`` for a stretch of steps, three ways from one seed.
+
+    The config is the experiment's own (Sacred computes ``with full`` and the shrunk sizes);
+    data, networks, optimiser, objective and ``fit`` are built as the experiment's ``main``
+    builds them. The probes and t-SNE after training are left out here (a 3072-d whitening
+    and a t-SNE would dominate the time); the rehearsal section runs the whole experiment.
+    """
     ex = load_experiment("vicreg")
     full = expected_config(ex, ["full"])
     batch = sizes["updates"].get("batch_size", full["batch_size"])
-    updates = {
-        **sizes["updates"], "device": device.type, "seed": 0, "epochs": 1, "log_every": sizes["log_every"],
-        "tsne_points": sizes["tsne_points"], "data": {"train_size": sizes["steps"] * batch, "test_size": sizes["test_size"]},
-    }  # fmt: skip
+    updates = {**sizes["updates"], "device": device.type, "seed": 0, "epochs": 1, "log_every": sizes["log_every"],
+               "data": {"train_size": sizes["steps"] * batch, "test_size": sizes["test_size"]}}  # fmt: skip
     variants = {"bf16": {"amp": True}, "float32": {"amp": False}, "bf16_compile": {"amp": True, "compile": True}}
-    runs = {}
-    for label, variant in variants.items():
-        times = MetricTimes()
-        ex.observers.append(times)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        started = time.perf_counter()
-        try:
-            run = ex.run(config_updates={**updates, **variant}, named_configs=["full"])
-        finally:
-            ex.observers.remove(times)
-        loss = times.metrics["train_loss"]
-        first, last = sizes["log_every"] - 1, len(loss["values"]) - 1  # the first flush ends warm-up
-        seconds = (loss["timestamps"][last] - loss["timestamps"][first]).total_seconds()
-        images_per_s = (last - first) * batch / seconds
-        epoch_s = (CIFAR10_TRAIN // batch) * batch / images_per_s
-        runs[label] = {
-            "config": {key: run.config[key] for key in ("encoder", "batch_size", "amp", "compile", "channels_last")},
-            "data": run.info.get("data_source"), "steps": len(loss["values"]), "wall_s": time.perf_counter() - started,
-            "images_per_s": images_per_s, "seconds_per_epoch_cifar10": epoch_s,
-            "seconds_full_run": epoch_s * full["epochs"], "full_epochs": full["epochs"],
-            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-            "probe_test_accuracy": run.result["probe_test_accuracy"], "train_loss": loss["values"],
-        }  # fmt: skip
+    runs = {label: train_stretch(expected_config(ex, ["full"], {**updates, **variant}), device, full["epochs"])
+            for label, variant in variants.items()}  # fmt: skip
 
     def agreement(a: str, b: str) -> dict:
         x, y = np.array(runs[a]["train_loss"]), np.array(runs[b]["train_loss"])
@@ -248,12 +266,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=("bench", "vicreg_full", "rehearsal"))
     parser.add_argument("--budget-s", type=float, default=None, help="skip what would start after this many seconds")
     args = parser.parse_args(argv)
-
     device = resolve_device(args.device)
+    # The check points the data, checkpoints and store at its own folder, and on a CPU makes
+    # torch.compile return the model as it is (no minutes of C++); both are undone after it.
+    saved = {key: os.environ.get(key) for key in ("LFR_DATA_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")}
+    try:
+        with torch._dynamo.config.patch(disable=device.type == "cpu"):
+            return check(args, device)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def check(args: argparse.Namespace, device: torch.device) -> int:
+    """Every section in turn, within the time budget; 1 if any failed."""
     sizes = SIZES[device.type]
     budget = args.budget_s or sizes["budget_s"]
-    if device.type == "cpu":
-        torch._dynamo.config.disable = True  # torch.compile returns the model as it is: no minutes of C++
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lfr-gpu-check-"))
     os.environ.update(LFR_CHECKPOINT_DIR=str(work / "checkpoints"))
