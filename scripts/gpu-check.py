@@ -223,7 +223,7 @@ def rehearsal(command: str, work: Path, data: Path, timeout_s: float) -> dict:
            "LFR_CHECKPOINT_DIR": str(work / "checkpoints")}  # fmt: skip
     env.pop("LFR_MONGO_URL", None)
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=max(timeout_s, 1))
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(timeout_s, 1))
     except subprocess.TimeoutExpired as exc:
         raise TimeoutError(f"`{' '.join(argv)}` ran past the time left ({timeout_s:.0f} s)") from exc
     written = [line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith("report written: ")]
@@ -264,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the rehearsal's command line; {python} and {out} (the work folder) are filled in "
                              "(default: %(default)s)")  # fmt: skip
     parser.add_argument("--skip", action="append", default=[], choices=("bench", "vicreg_full", "rehearsal"))
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the data, runs and reports it makes (default: a new temporary folder)",
+    )
     parser.add_argument("--budget-s", type=float, default=None, help="skip what would start after this many seconds")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -286,7 +292,7 @@ def check(args: argparse.Namespace, device: torch.device) -> int:
     sizes = SIZES[device.type]
     budget = args.budget_s or sizes["budget_s"]
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="lfr-gpu-check-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="lfr-gpu-check-"))
     os.environ.update(LFR_CHECKPOINT_DIR=str(work / "checkpoints"))
     os.environ.pop("LFR_MONGO_URL", None)
     results: dict = {

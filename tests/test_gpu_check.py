@@ -32,7 +32,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LFR_DATA_DIR", str(out.parent / "no-data"))
-        code = gpu_check().main(["--device", "cpu", "--out", str(out), "--rehearsal-command", probe])
+        code = gpu_check().main(["--device", "cpu", "--out", str(out), "--work", str(out.parent / "work"),
+                                  "--rehearsal-command", probe])  # fmt: skip
     return {"code": code, **json.loads(out.read_text())}
 
 
@@ -77,7 +78,8 @@ def test_the_rehearsal_hook_sees_the_prepared_data(tiny):
 def test_a_failing_section_is_recorded_and_the_rest_still_run(tmp_path, monkeypatch):
     monkeypatch.setenv("LFR_DATA_DIR", str(tmp_path / "none"))
     out = tmp_path / "check.json"
-    code = gpu_check().main(["--device", "cpu", "--out", str(out), "--skip", "bench", "--skip", "vicreg_full",
+    code = gpu_check().main(["--device", "cpu", "--out", str(out), "--work", str(tmp_path / "work"), "--skip", "bench",
+                             "--skip", "vicreg_full",
                              "--rehearsal-command", "{python} -c 'raise SystemExit(3)'"])  # fmt: skip
     result = json.loads(out.read_text())
     assert code == 1 and result["sections"]["bench"] == {"status": "skipped", "why": "--skip"}
