@@ -28,7 +28,8 @@ from sacred.utils import apply_backspaces_and_linefeeds, get_by_dotted_path
 from torch import nn
 
 from lfr_report import names
-from lfr_report.data import DatasetSpec
+from lfr_report.data import DatasetSpec, identity
+from lfr_report.data.datasets import dataset_fingerprint
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
 from lfr_report.tracking import Run, open_store
@@ -148,8 +149,19 @@ def describe_data(spec: DatasetSpec) -> dict[str, Any]:
 
 def record_data(run, spec: DatasetSpec, **info: Any) -> None:
     """Record in the run's info the data set its numbers are about (``data_spec``, as
-    ``describe_data`` gives it), with ``info``: where its images came from, how many."""
-    run.info.update(data_spec=describe_data(spec), **info)
+    ``describe_data`` gives it), with ``info``: where its images came from, how many; and
+    the fingerprint of the files of every data set the run has read (``data_fingerprints``,
+    name -> fingerprint), which decides whether a report may reuse the run."""
+    run.info.update(data_spec=describe_data(spec), data_fingerprints=identity.run_reads(), **info)
+
+
+def same_data(run: Run) -> bool:
+    """True unless ``run`` recorded fingerprints (``data_fingerprints``) of data sets whose
+    files here now have others: the rule by which a report reuses a stored run. A data set
+    missing here says nothing against the run (a store copied from another machine stays
+    usable), nor does a run recorded before fingerprints were."""
+    recorded = run.info.get("data_fingerprints") or {}
+    return all(dataset_fingerprint(name) in (None, fingerprint) for name, fingerprint in recorded.items())
 
 
 def completed_run(run_id: str | int) -> Run:
