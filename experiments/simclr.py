@@ -27,17 +27,21 @@ from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
 from lfr_report.experiment import (
     at_least,
+    boolean,
     checks,
+    dataset,
     integer,
     list_of,
     new_experiment,
+    non_negative,
+    one_of,
     positive,
     positive_int,
     record_data,
     save_encoder,
 )
 from lfr_report.ingredients import augment_ingredient, build_augment, load_splits, probe_ingredient, run_probe
-from lfr_report.models import Projector, build_encoder, encoder_arch
+from lfr_report.models import ENCODERS, Projector, build_encoder, encoder_arch
 from lfr_report.ssl import SimCLRLoss
 from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits, remove_checkpoints
 from lfr_report.ssl.views import augmented_pair
@@ -105,6 +109,8 @@ def full():
 
 
 checks(ex, {
+    "encoder": one_of(*ENCODERS), "widths": list_of(positive_int), "pool": one_of("flatten", "avg"),
+    "weight_decay": non_negative, "transfer": dataset, "channels_last": boolean, "amp": boolean,
     "epochs": positive_int, "encoder_dim": positive_int, "projector_dim": positive_int, "projector_layers": positive_int,
     "log_every": positive_int, "batch_size": at_least(2, "NT-Xent needs negatives"), "temperature": positive,
     "lr": positive, "probe_seeds": list_of(integer),

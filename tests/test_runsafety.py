@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 from sacred.observers import FileStorageObserver
 
-from lfr_report.data import DATASETS, load_dataset
-from lfr_report.data import identity
+from lfr_report.data import DATASETS, identity, load_dataset
 from lfr_report.errors import Busy, DataError
+from lfr_report.evaluate import ProbeResult
 from lfr_report.report.runner import find_or_run, load_experiment
 from lfr_report.ssl import train
 from lfr_report.tracking import lock
@@ -84,10 +83,14 @@ def test_a_checkpoint_made_on_other_files_is_not_resumed_and_a_run_on_other_file
     observer = FileStorageObserver(str(isolated / "runs"))
     ex.observers.append(observer)
     store = FileRunStore(isolated / "runs")
+    # What is tested is training and reuse: the probes (a 3072-pixel whitening takes tens of
+    # seconds on a loaded CPU) and t-SNE are replaced by quick stand-ins.
+    module = sys.modules["lfr_experiments.vicreg"]
+    monkeypatch.setattr(module, "run_probe", lambda *a: ProbeResult(0.5, 0.5, 1))
+    monkeypatch.setattr(module, "tsne_2d", lambda points, seed: np.zeros((len(points), 2)))
     try:
         monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "a"))
-        # A run killed after its first checkpoint: here the probe fails, the checkpoint stays.
-        module = sys.modules["lfr_experiments.vicreg"]
+        # A run killed after its first checkpoint: here in the probe, the checkpoint stays.
         with monkeypatch.context() as patch:
             patch.setattr(module, "run_probe", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
             with pytest.raises(KeyboardInterrupt):

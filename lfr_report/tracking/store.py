@@ -17,7 +17,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +39,7 @@ def _utc(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Run:
         if self.status != "RUNNING":
             return False
         last = _utc(self.heartbeat or self.start_time)
-        return last is None or (datetime.now(timezone.utc) - last).total_seconds() > STALE_AFTER_S
+        return last is None or (datetime.now(UTC) - last).total_seconds() > STALE_AFTER_S
 
     @property
     def shown_status(self) -> str:
