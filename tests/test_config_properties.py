@@ -77,7 +77,7 @@ def test_an_unknown_key_names_the_known_ones(isolated, name, key):
     message = _refused(ex, {**base, key: 3})
     top = key.split(".")[0]
     inside = f"{top}.name" in config or f"{top}.epochs" in config or f"{top}.flip_p" in config  # an ingredient
-    unknown, prefix = (key, f"{top}.") if inside else (top, "")
+    unknown = key if inside else top
     assert message.startswith(f"unknown config key {unknown} (="), message
     known = sorted(nested[top] if inside else nested)
     assert message.endswith(", ".join(known)), message
