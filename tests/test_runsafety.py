@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -187,3 +188,49 @@ def test_two_identical_runs_started_together_one_completes_the_other_is_refused(
     refused = next(err for p, (_, err) in zip((first, second), outputs, strict=True) if p.returncode)
     assert "is running this configuration now" in refused and "Traceback" not in refused, refused
     assert _statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
+
+
+# --- how a run ends when it is killed --------------------------------------------------------
+
+
+def _sleeper(tmp_path: Path) -> subprocess.Popen:
+    """test_store's sleeper experiment, started; returns once its run is recorded RUNNING."""
+    from test_store import SLEEPER
+
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    proc = subprocess.Popen([sys.executable, str(script), "-F", str(tmp_path / "runs")], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+def test_sigterm_is_one_line_and_the_run_interrupted(isolated):
+    proc = _sleeper(isolated)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == ("sleeper: interrupted (stopped by signal SIGTERM); the run is recorded "
+                                            "INTERRUPTED and the same command resumes it from its last checkpoint")  # fmt: skip
+    assert FileRunStore(isolated / "runs").get("1").status == "INTERRUPTED"
+
+
+def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(isolated, monkeypatch, capsys):
+    from lfr_report import cli
+    from lfr_report.tracking import store as store_module
+
+    proc = _sleeper(isolated)
+    cli.main(["runs"])
+    assert " RUNNING " in capsys.readouterr().out  # alive: its heartbeat is fresh
+    proc.kill()
+    proc.wait(timeout=60)
+    run = FileRunStore(isolated / "runs").get("1")
+    assert run.status == "RUNNING" and not run.probably_dead  # nobody could record its end; silent for seconds only
+    monkeypatch.setattr(store_module, "STALE_AFTER_S", 0)  # as if five minutes had passed
+    time.sleep(0.01)
+    cli.main(["runs"])
+    assert " probably dead " in capsys.readouterr().out
+    cli.main(["runs", "show", "1"])
+    assert "sleeper, probably dead" in capsys.readouterr().out
