@@ -135,7 +135,7 @@ def augmented_views(name: str, augment: Augment, seed: int) -> dict[str, torch.T
 def main(_run, _config, _seed, seed, device, encoder, widths, pool, encoder_dim, projector_dim, projector_layers,
          temperature, epochs, batch_size, lr, weight_decay, transfer, probe_seeds, channels_last, amp, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    train, test = load_splits()
+    train, test = load_splits(seed)
     target_train, target_test = load_dataset(transfer, "train"), load_dataset(transfer, "test")
     record_data(_run, train.spec, data_source=train.source, transfer_source=target_train.source,
                 train_images=len(train), test_images=len(test))  # fmt: skip

@@ -123,6 +123,8 @@ def no_generated_neighbours():
 def _views_and_batch(config):
     if config["views"] == "neighbours" and config["neighbours_from"] is None:
         raise ConfigError("views=neighbours needs neighbours_from=<id of a completed VICReg run>")
+    if config["views"] == "neighbours":
+        completed_run(config["neighbours_from"])  # "run N is FAILED" before a run is recorded
     train_size = config["data"]["train_size"]
     if train_size is not None and train_size < config["batch_size"]:
         raise ConfigError(f"data.train_size={train_size} is smaller than one batch of {config['batch_size']}")
@@ -158,7 +160,7 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
          weight_decay, lambda_, mu, nu, gamma, eps, views, neighbours_from, neighbours_k, channels_last, amp, compile,
          tsne_points, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    train, test = load_splits()
+    train, test = load_splits(_config["seed"])
     record_data(_run, train.spec, data_source=train.source, train_images=len(train), test_images=len(test))
     if len(train) < batch_size:
         raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")

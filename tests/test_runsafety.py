@@ -234,3 +234,34 @@ def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(
     assert " probably dead " in capsys.readouterr().out
     cli.main(["runs", "show", "1"])
     assert "sleeper, probably dead" in capsys.readouterr().out
+
+
+# --- smaller ones -----------------------------------------------------------------------------
+
+
+def test_neighbours_from_a_failed_run_says_so_before_a_run_is_recorded(isolated):
+    from test_experiment import _encoder_run
+
+    from lfr_report.errors import ConfigError
+    from lfr_report.report.runner import expected_config
+
+    failed = _encoder_run(isolated, fail=True)
+    with pytest.raises(ConfigError, match=f"^run {failed} is FAILED, not COMPLETED"):
+        expected_config(load_experiment("vicreg"), ["smoke", "no_generated_neighbours"], {"neighbours_from": failed})
+
+
+def test_vicreg_and_downstream_draw_the_same_subsets_from_the_config_seed(smoke_runs):
+    """Sacred gives captured functions a ``_seed`` derived from the run's: the subsets must
+    come from the config seed itself, as ``splits`` (downstream's) draws them."""
+    from lfr_report.ingredients.data import splits
+    from lfr_report.tracking.artifacts import read_npz
+
+    store = FileRunStore(smoke_runs)
+    run = store.latest("vicreg", {"views": "augment", "mu": 25.0})
+    data = run.config["data"]
+    assert data["test_size"] < 512  # a real subset of the synthetic test split
+    _, test = splits(data["name"], data["train_size"], data["test_size"], run.config["seed"])
+    stored = read_npz(store, run.id, "test_representations.npz")["labels"]
+    np.testing.assert_array_equal(stored, test.labels.numpy())
+    other = splits(data["name"], data["train_size"], data["test_size"], run.config["seed"] + 7)[1]
+    assert not np.array_equal(stored, other.labels.numpy())  # the labels do tell subsets apart

@@ -42,7 +42,10 @@ def splits(name: str, train_size: int | None, test_size: int | None, seed: int) 
 
 @data_ingredient.capture
 def load_splits(
-    name: str, train_size: int | None, test_size: int | None, _seed: int
+    seed: int, name: str, train_size: int | None, test_size: int | None
 ) -> tuple[ImageDataset, ImageDataset]:
-    """The train and test splits, subsampled as configured (the subsets depend on the run's seed)."""
-    return splits(name, train_size, test_size, _seed)
+    """The train and test splits, subsampled as configured, with the subsets drawn from
+    ``seed``: the run's config seed, passed explicitly. (Sacred would give a captured
+    function a ``_seed`` derived from it, which ``splits`` called with the config seed, as
+    downstream evaluations do, would not reproduce.)"""
+    return splits(name, train_size, test_size, seed)
