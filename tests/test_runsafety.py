@@ -177,17 +177,21 @@ def _statuses(runs: Path) -> list[str]:
     return sorted(json.loads(p.read_text())["status"] for p in runs.glob("*/run.json"))
 
 
-def test_two_identical_runs_started_together_one_completes_the_other_is_refused(isolated):
-    args = ("with", "smoke", "epochs=3", "data.train_size=256", "data.test_size=128", "tsne_points=50")
+def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its_checkpoint(isolated):
+    args = ("with", "smoke", "epochs=500", "data.train_size=128", "data.test_size=64", "tsne_points=50")
     first = _vicreg_cli(*args, cwd=isolated)
-    time.sleep(0.5)
+    while not list((isolated / "checkpoints").glob("*.lock")):  # the first holds its configuration's lock
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
     second = _vicreg_cli(*args, cwd=isolated)
-    outputs = [p.communicate(timeout=600) for p in (first, second)]
-    codes = sorted(p.returncode for p in (first, second))
-    assert codes[0] == 0 and codes[1] != 0, outputs
-    refused = next(err for p, (_, err) in zip((first, second), outputs, strict=True) if p.returncode)
-    assert "is running this configuration now" in refused and "Traceback" not in refused, refused
-    assert _statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
+    _, err = second.communicate(timeout=600)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=600)
+    assert second.returncode == 1 and first.returncode == 130
+    assert err.strip().splitlines()[-1].startswith(f"lfr_report.errors.Busy: pid {first.pid} is running this "
+                                                   "configuration now (lock "), err  # fmt: skip
+    assert "Traceback" not in err
+    assert _statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
 
 
 # --- how a run ends when it is killed --------------------------------------------------------
