@@ -269,3 +269,12 @@ def test_vicreg_and_downstream_draw_the_same_subsets_from_the_config_seed(smoke_
     np.testing.assert_array_equal(stored, test.labels.numpy())
     other = splits(data["name"], data["train_size"], data["test_size"], run.config["seed"] + 7)[1]
     assert not np.array_equal(stored, other.labels.numpy())  # the labels do tell subsets apart
+
+
+def test_every_split_of_a_data_set_has_its_fingerprint():
+    """A run that read only one split must match ``dataset_fingerprint``, which reads another."""
+    from lfr_report.data.datasets import dataset_fingerprint
+
+    for name in ("synthetic", "digits"):  # synthetic's splits name different seeds
+        train, test = load_dataset(name, "train"), load_dataset(name, "test")
+        assert train.fingerprint == test.fingerprint == dataset_fingerprint(name)

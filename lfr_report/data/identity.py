@@ -11,7 +11,7 @@ Hashing CIFAR-10's 180 MB takes about a second, so each file's hash is cached by
 size and modification time in ``$LFR_CACHE_DIR/file-hashes.json`` (default
 ``~/.cache/lfr``): a second read costs a ``stat`` per file. Data generated in memory
 (``synthetic``, scikit-learn's ``digits``) has no files; its fingerprint is the hash of
-its source description, which names the generator.
+the generator's name in its source description, the same for every split.
 
 The data sets a run reads are noted here between ``begin_reads`` (called by
 ``begin_run``) and the run's end, so that the record and the checkpoint key say every data
@@ -91,10 +91,10 @@ def directory_fingerprint(directory: Path) -> str:
 def source_fingerprint(source: str) -> str:
     """The fingerprint of a data set read from ``source`` (``ImageDataset.source``: a folder,
     possibly followed by `` (details)``; otherwise a description of generated data)."""
-    folder = Path(source.split(" (", 1)[0])
-    if folder.is_dir():
-        return directory_fingerprint(folder)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    where = source.split(" (", 1)[0]  # the details (which split, which seed) are not the data set's identity
+    if Path(where).is_dir():
+        return directory_fingerprint(Path(where))
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def note_read(name: str, data_dir: Path, fingerprint: str) -> None:
