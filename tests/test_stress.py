@@ -71,14 +71,11 @@ def _kill_rerun_and_race(tmp_path: Path, kills: int, seed: int) -> None:
     for proc in together:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0 or "is running this configuration now" in err, err
-    final = _start(root)  # and one more run once nothing else runs: it must complete
-    _, err = final.communicate(timeout=600)
-    assert final.returncode == 0, err
-
     runs = _runs(root)
     statuses = [status for status, _ in runs.values()]
     assert set(statuses) <= {"COMPLETED", "INTERRUPTED", "FAILED", "RUNNING"}, statuses
     assert statuses.count("RUNNING") <= sigkilled, statuses
+    assert "COMPLETED" in statuses  # of the two started together, at least one ran to its end
     for run_id, (status, metrics) in runs.items():
         if status == "COMPLETED":
             assert metrics == reference, f"run {run_id} COMPLETED with other metrics than an uninterrupted run"
