@@ -42,7 +42,7 @@ def _is_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value) and -_LIMIT < value < _LIMIT
+    return -_LIMIT < value < _LIMIT if isinstance(value, int) else math.isfinite(value)
 
 
 integer = Check("an integer", _is_int)
