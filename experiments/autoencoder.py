@@ -114,6 +114,7 @@ def _sizes(config):
 
 
 checks(ex, {
+    "widths": list_of(positive_int),
     "unlabelled": positive_int, "labelled": positive_int, "image_size": positive_int, "epochs": positive_int,
     "batch_size": positive_int, "classifier_epochs": positive_int, "classifiers": list_of(one_of(*CLASSIFIERS)),
     "classifier_seeds": list_of(integer), "noise_std": non_negative, "lr": positive, "classifier_lr": positive,

@@ -46,6 +46,7 @@ from lfr_report.experiment import (
     positive,
     positive_int,
     record_data,
+    text,
 )
 from lfr_report.models import build_encoder
 from lfr_report.models.clip import ImageTextModel, TextEncoder
@@ -115,6 +116,7 @@ def _batch_within_the_data(config):
 
 
 checks(ex, {
+    "widths": list_of(positive_int), "queries": list_of(text),
     "data.train_size": positive_int, "labelled": positive_int, "epochs": positive_int, "batch_size": positive_int,
     "probe_epochs": positive_int, "top_k": positive_int, "image_dim": positive_int, "text_dim": positive_int,
     "embedding_dim": positive_int, "temperature": positive, "lr": positive, "probe_lr": positive,

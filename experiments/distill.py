@@ -33,7 +33,18 @@ from lfr_report.data import get_spec
 from lfr_report.distill import SOLVERS, Distiller, InnerSpec
 from lfr_report.distill.training import Schedule, distill, load_task, score_baselines
 from lfr_report.errors import ConfigError
-from lfr_report.experiment import checks, new_experiment, non_negative, one_of, positive, positive_int, record_data
+from lfr_report.experiment import (
+    boolean,
+    checks,
+    dataset,
+    new_experiment,
+    non_negative,
+    one_of,
+    optional,
+    positive,
+    positive_int,
+    record_data,
+)
 from lfr_report.tracking import run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
@@ -147,6 +158,7 @@ def _one_loss_and_known_tasks(config):
 
 
 checks(ex, {
+    "second_task": optional(dataset), "trace": boolean,
     "solver": one_of(*SOLVERS, "baselines"), "size": positive_int, "hidden": positive_int, "epochs": positive_int,
     "batch_size": positive_int, "eval_every": positive_int, "retrain_steps": positive_int, "eval_seeds": positive_int,
     "snapshots": positive_int, "inner_steps": positive_int, "cg_iterations": positive_int, "lr": positive,

@@ -37,17 +37,23 @@ from lfr_report.evaluate.clustering import cluster
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.evaluate.retrieval import one_per_class, retrieve
 from lfr_report.experiment import (
+    at_least,
     checks,
     completed_run,
+    dataset,
     describe_data,
     load_encoder,
+    mapping,
     new_experiment,
     one_of,
+    optional,
     positive_int,
     record_data,
+    run_number,
 )
 from lfr_report.ingredients import probe_ingredient, run_probe
 from lfr_report.ingredients.data import splits
+from lfr_report.registry import EXPERIMENTS
 from lfr_report.tracking import open_store, run_commandline
 from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
@@ -95,6 +101,9 @@ def full():
 
 
 checks(ex, {
+    "encoder_run": optional(run_number), "encoder_experiment": one_of(*EXPERIMENTS), "encoder_config": mapping,
+    "data.name": optional(dataset), "data.train_size": optional(positive_int),
+    "data.test_size": optional(at_least(2)), "anomaly_data": dataset,
     "task": one_of(*TASKS), "retrieval_per_class": positive_int, "retrieval_n": positive_int, "anomaly_k": positive_int,
     "anomaly_shown": positive_int, "clusters": positive_int, "silhouette_points": positive_int,
     "tsne_points": positive_int,

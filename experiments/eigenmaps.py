@@ -76,9 +76,9 @@ checks(ex, {"images": positive_int, "cnn_dim": positive_int, "neighbours": posit
 
 
 @ex.main
-def main(_run, _seed, device, images, cnn_dim, neighbours, components, probe_fraction):
+def main(_run, _seed, seed, device, images, cnn_dim, neighbours, components, probe_fraction):
     device = begin_run(_run, _seed, device)
-    train, _ = load_splits()
+    train, _ = load_splits(seed)
     chosen = subset_index(len(train), images, _seed)
     graph_set = train.subset(images, seed=_seed)
     record_data(_run, train.spec, data_source=train.source, train_images=len(graph_set))

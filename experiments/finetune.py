@@ -34,8 +34,10 @@ from lfr_report.evaluate import encode
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.evaluate.finetune import calibrate_batch_norm, fine_tune, stratified_subset
 from lfr_report.experiment import (
+    boolean,
     checks,
     completed_run,
+    dataset,
     integer,
     interval,
     list_of,
@@ -47,6 +49,7 @@ from lfr_report.experiment import (
     positive,
     positive_int,
     record_data,
+    run_number,
 )
 from lfr_report.models import build_encoder
 from lfr_report.ssl.train import checkpoint_path, remove_checkpoints
@@ -115,6 +118,8 @@ def full():
 
 
 checks(ex, {
+    "encoder_run": optional(run_number), "data.name": optional(dataset), "momentum": interval("[0, 1)"),
+    "weight_decay": non_negative, "channels_last": boolean, "frozen": boolean,
     "init": one_of(*INITS), "fractions": list_of(interval("(0, 1]")), "seeds": list_of(integer), "epochs": positive_int,
     "batch_size": positive_int, "lr": positive, "min_steps": non_negative, "data.train_size": optional(positive_int),
     "data.test_size": optional(positive_int), "optimizer": one_of("sgd", "adam"),

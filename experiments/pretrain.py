@@ -184,7 +184,7 @@ def dim_step(encoder, critics, discriminator, spec, feature_block, alpha, beta, 
 def main(_run, _config, _seed, device, method, widths, encoder_dim, dim_epochs, dae_epochs, batch_size, lr, noise_std, alpha, beta,
          gamma, feature_block, critic_width, prior_widths, tsne_points, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    train, test = load_splits()
+    train, test = load_splits(_config["seed"])
     spec = train.spec
     record_data(_run, spec, data_source=train.source, train_images=len(train), test_images=len(test))
     if len(test) < batch_size:

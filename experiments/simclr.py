@@ -27,17 +27,21 @@ from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
 from lfr_report.experiment import (
     at_least,
+    boolean,
     checks,
+    dataset,
     integer,
     list_of,
     new_experiment,
+    non_negative,
+    one_of,
     positive,
     positive_int,
     record_data,
     save_encoder,
 )
 from lfr_report.ingredients import augment_ingredient, build_augment, load_splits, probe_ingredient, run_probe
-from lfr_report.models import Projector, build_encoder, encoder_arch
+from lfr_report.models import ENCODERS, Projector, build_encoder, encoder_arch
 from lfr_report.ssl import SimCLRLoss
 from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits, remove_checkpoints
 from lfr_report.ssl.views import augmented_pair
@@ -105,6 +109,8 @@ def full():
 
 
 checks(ex, {
+    "encoder": one_of(*ENCODERS), "widths": list_of(positive_int), "pool": one_of("flatten", "avg"),
+    "weight_decay": non_negative, "transfer": dataset, "channels_last": boolean, "amp": boolean,
     "epochs": positive_int, "encoder_dim": positive_int, "projector_dim": positive_int, "projector_layers": positive_int,
     "log_every": positive_int, "batch_size": at_least(2, "NT-Xent needs negatives"), "temperature": positive,
     "lr": positive, "probe_seeds": list_of(integer),
@@ -129,7 +135,7 @@ def augmented_views(name: str, augment: Augment, seed: int) -> dict[str, torch.T
 def main(_run, _config, _seed, seed, device, encoder, widths, pool, encoder_dim, projector_dim, projector_layers,
          temperature, epochs, batch_size, lr, weight_decay, transfer, probe_seeds, channels_last, amp, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    train, test = load_splits()
+    train, test = load_splits(seed)
     target_train, target_test = load_dataset(transfer, "train"), load_dataset(transfer, "test")
     record_data(_run, train.spec, data_source=train.source, transfer_source=target_train.source,
                 train_images=len(train), test_images=len(test))  # fmt: skip

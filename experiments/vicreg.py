@@ -26,19 +26,25 @@ from lfr_report.evaluate import encode
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.experiment import (
     at_least,
+    boolean,
     checks,
     completed_run,
+    interval,
+    list_of,
     load_encoder,
     new_experiment,
     non_negative,
     one_of,
+    optional,
+    pair,
     positive,
     positive_int,
     record_data,
+    run_number,
     save_encoder,
 )
 from lfr_report.ingredients import augment_ingredient, build_augment, load_splits, probe_ingredient, run_probe
-from lfr_report.models import Projector, build_encoder, encoder_arch
+from lfr_report.models import ENCODERS, Projector, build_encoder, encoder_arch
 from lfr_report.ssl import VICRegLoss
 from lfr_report.ssl.train import checkpoint_path, fit, on_device_if_fits, remove_checkpoints
 from lfr_report.ssl.views import augmented_pair, neighbour_pair, neighbour_table
@@ -117,12 +123,17 @@ def no_generated_neighbours():
 def _views_and_batch(config):
     if config["views"] == "neighbours" and config["neighbours_from"] is None:
         raise ConfigError("views=neighbours needs neighbours_from=<id of a completed VICReg run>")
+    if config["views"] == "neighbours":
+        completed_run(config["neighbours_from"])  # "run N is FAILED" before a run is recorded
     train_size = config["data"]["train_size"]
     if train_size is not None and train_size < config["batch_size"]:
         raise ConfigError(f"data.train_size={train_size} is smaller than one batch of {config['batch_size']}")
 
 
 checks(ex, {
+    "encoder": one_of(*ENCODERS), "widths": list_of(positive_int), "pool": one_of("flatten", "avg"),
+    "betas": pair(interval("[0, 1)"), ordered=False), "neighbours_from": optional(run_number), "channels_last": boolean,
+    "amp": boolean, "compile": boolean,
     "epochs": positive_int, "encoder_dim": positive_int, "projector_dim": positive_int, "tsne_points": positive_int,
     "log_every": positive_int, "neighbours_k": positive_int, "batch_size": at_least(2, "variance needs two samples"),
     "lr": positive, "lambda_": non_negative, "mu": non_negative, "nu": non_negative, "weight_decay": non_negative,
@@ -149,7 +160,7 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
          weight_decay, lambda_, mu, nu, gamma, eps, views, neighbours_from, neighbours_k, channels_last, amp, compile,
          tsne_points, log_every):  # fmt: skip
     device = begin_run(_run, _seed, device)
-    train, test = load_splits()
+    train, test = load_splits(_config["seed"])
     record_data(_run, train.spec, data_source=train.source, train_images=len(train), test_images=len(test))
     if len(train) < batch_size:
         raise ConfigError(f"{train.name} has {len(train)} training images, fewer than one batch of {batch_size}")

@@ -92,7 +92,7 @@ def _runs(args: argparse.Namespace) -> None:
     header = f"{'id':>5}  {'experiment':12s} {'status':11s} {'scale':8s} {'dataset':14s} {'started':19s}"
     print(header + "".join(f"  {name:>{max(len(name), 8)}s}" for name in columns) + ("  result" if not columns else ""))
     for run in found:
-        line = (f"{run.id:>5}  {run.experiment:12s} {run.status:11s} {run.config.get('scale', '')!s:8s} "
+        line = (f"{run.id:>5}  {run.experiment:12s} {run.shown_status:11s} {run.config.get('scale', '')!s:8s} "
                 f"{run.config.get('data', {}).get('name', '')!s:14s} {(run.start_time or '')[:19]:19s}")  # fmt: skip
         if columns:
             metrics = store.metrics(run.id)
@@ -109,7 +109,7 @@ def _runs_show(args: argparse.Namespace) -> None:
 
     store = open_store()
     run = store.get(args.id)
-    print(f"run {run.id}: {run.experiment}, {run.status}, started {run.start_time}, commit {run.commit}")
+    print(f"run {run.id}: {run.experiment}, {run.shown_status}, started {run.start_time}, commit {run.commit}")
     print(
         f"device {run.info.get('device', '?')}; tags {', '.join(run.tags) or '-'}; artifacts {', '.join(run.artifacts) or '-'}"
     )

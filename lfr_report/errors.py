@@ -29,3 +29,7 @@ class StoreError(LfrError):
 
 class Diverged(LfrError):
     """Training produced a non-finite loss, term or parameter: the run stops as FAILED."""
+
+
+class Busy(LfrError):
+    """Another process is running the same configuration: this run would share its checkpoint."""

@@ -10,6 +10,9 @@ A script is its docstring, its config and named configs, a table of checks and `
 
     checks(ex, {"epochs": positive_int, "lr": positive, "views": one_of("augment", "neighbours")})
 
+Every key of the config is declared by one such table (the experiment's, or an
+ingredient's): see ``lfr_report.checks``.
+
 Scripts import Sacred only through this module, after ``lfr_report`` has silenced the
 warning Sacred's import of ``pkg_resources`` prints.
 """
@@ -19,16 +22,40 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sacred import Experiment, Ingredient
 from sacred.dependencies import gather_sources_and_dependencies
-from sacred.utils import apply_backspaces_and_linefeeds, get_by_dotted_path
+from sacred.utils import apply_backspaces_and_linefeeds
 from torch import nn
 
 from lfr_report import names
-from lfr_report.data import DatasetSpec
+from lfr_report.checks import (  # noqa: F401  (the experiments import the checks from here)
+    Check,
+    a_seed,
+    at_least,
+    boolean,
+    check_values,
+    dataset,
+    declared_keys,
+    device,
+    integer,
+    interval,
+    list_of,
+    mapping,
+    non_negative,
+    number,
+    one_of,
+    optional,
+    pair,
+    positive,
+    positive_int,
+    refuse_unknown,
+    run_number,
+    text,
+)
+from lfr_report.data import DatasetSpec, identity
+from lfr_report.data.datasets import dataset_fingerprint
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
 from lfr_report.resources import experiments_dir
@@ -66,70 +93,22 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
 
 # --- config checks ---------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Check:
-    """What a config value must be (``expected``, as the error says it) and the test of it."""
-
-    expected: str
-    test: Callable[[Any], bool]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-integer = Check("an integer", _is_int)
-positive_int = Check("a positive integer", lambda v: _is_int(v) and v >= 1)
-positive = Check("a number > 0", lambda v: _is_number(v) and v > 0)
-non_negative = Check("a number >= 0", lambda v: _is_number(v) and v >= 0)
-
-
-def at_least(low: int, why: str = "") -> Check:
-    """An integer >= ``low``; ``why`` says what needs it."""
-    return Check(f"an integer >= {low}" + (f" ({why})" if why else ""), lambda v: _is_int(v) and v >= low)
-
-
-def interval(text: str) -> Check:
-    """A number in ``text``, an interval such as ``"(0, 1]"`` or ``"[0, 1)"``."""
-    low, high = (float(x) for x in text[1:-1].split(","))
-    above = (lambda v: v >= low) if text[0] == "[" else (lambda v: v > low)
-    below = (lambda v: v <= high) if text[-1] == "]" else (lambda v: v < high)
-    return Check(f"a number in {text}", lambda v: _is_number(v) and above(v) and below(v))
-
-
-def one_of(*choices: str) -> Check:
-    """One of ``choices``."""
-    said = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
-    return Check(said, lambda v: v in choices)
-
-
-def optional(check: Check) -> Check:
-    """``check``, or None."""
-    return Check(f"{check.expected} or None", lambda v: v is None or check.test(v))
-
-
-def list_of(check: Check) -> Check:
-    """A non-empty list whose every item passes ``check``."""
-    return Check(f"a non-empty list, each {check.expected}",
-                 lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(check.test(x) for x in v))  # fmt: skip
+# Keys most experiments have: checked wherever the config holds them.
+COMMON = {"scale": one_of("smoke", "default", "full"), "seed": a_seed, "device": device}
 
 
 def checks(ex: Experiment, table: Mapping[str, Check], extra: Callable[[dict], None] | None = None) -> None:
-    """Check ``ex``'s config before a run is recorded: each key of ``table`` (dotted keys
-    such as ``probe.lr`` reach into ingredients) must pass its check, then ``extra(config)``
-    checks what depends on several keys. A value that fails is one line, a ``ConfigError``:
-    ``KEY must be EXPECTED, got VALUE``."""
+    """Check ``ex``'s config before a run is recorded (``lfr_report.checks``): no key that
+    neither ``table``, ``COMMON`` nor an ingredient declares; each key of ``table`` (dotted
+    keys such as ``data.name`` for an experiment that declares its own ``data``) must pass
+    its check; then ``extra(config)`` checks what depends on several keys. A value that
+    fails is one line, a ``ConfigError``: ``KEY must be EXPECTED, got VALUE``."""
+    from_ingredients = declared_keys(ex)
 
     def check(config, command_name, logger):
-        for key, rule in table.items():
-            value = get_by_dotted_path(config, key)
-            if not rule.test(value):
-                raise ConfigError(f"{key} must be {rule.expected}, got {value!r}")
+        own = {**{key: rule for key, rule in COMMON.items() if key in config}, **table}
+        refuse_unknown(config, {*from_ingredients, *own})
+        check_values(config, own)
         if extra is not None:
             extra(config)
         return {}
@@ -148,8 +127,19 @@ def describe_data(spec: DatasetSpec) -> dict[str, Any]:
 
 def record_data(run, spec: DatasetSpec, **info: Any) -> None:
     """Record in the run's info the data set its numbers are about (``data_spec``, as
-    ``describe_data`` gives it), with ``info``: where its images came from, how many."""
-    run.info.update(data_spec=describe_data(spec), **info)
+    ``describe_data`` gives it), with ``info``: where its images came from, how many; and
+    the fingerprint of the files of every data set the run has read (``data_fingerprints``,
+    name -> fingerprint), which decides whether a report may reuse the run."""
+    run.info.update(data_spec=describe_data(spec), data_fingerprints=identity.run_reads(), **info)
+
+
+def same_data(run: Run) -> bool:
+    """True unless ``run`` recorded fingerprints (``data_fingerprints``) of data sets whose
+    files here now have others: the rule by which a report reuses a stored run. A data set
+    missing here says nothing against the run (a store copied from another machine stays
+    usable), nor does a run recorded before fingerprints were."""
+    recorded = run.info.get("data_fingerprints") or {}
+    return all(dataset_fingerprint(name) in (None, fingerprint) for name, fingerprint in recorded.items())
 
 
 def completed_run(run_id: str | int) -> Run:

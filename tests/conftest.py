@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the run store, checkpoints and data dir at a fresh temporary folder."""
-    for name in ("runs", "checkpoints", "data"):
+    for name in ("runs", "checkpoints", "data", "cache"):
         (tmp_path / name).mkdir()
+    monkeypatch.setenv("LFR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LFR_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("LFR_DATA_DIR", str(tmp_path / "data"))

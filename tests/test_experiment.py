@@ -64,7 +64,7 @@ def test_every_experiment_has_the_data_keys_and_a_default_named_config():
     assert defaults["clip"] == {"name": "fashion_mnist", "train_size": 20000, "test_size": None}
     assert defaults["distill"] == {"name": "mnist", "train_size": 8000, "test_size": 2000}
     assert expected_config(load_experiment("distill"), ["smoke"], {"second_task": "digits"})["second_task"] == "digits"
-    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+    with pytest.raises(ConfigError, match=r"second_task must be a registered dataset .* or None, got .nope."):
         expected_config(load_experiment("distill"), ["smoke"], {"second_task": "nope"})
     with pytest.raises(ConfigError, match=r"data\.train_size must be None here"):
         expected_config(load_experiment("autoencoder"), ["smoke"], {"data.train_size": 100})

@@ -211,7 +211,7 @@ def test_a_run_with_parts_keeps_one_checkpoint_per_part_and_removes_them_all():
         _save_atomic({}, path)
     (whole.parent / f".{parts[0].name}.x1y2.tmp").touch()  # what a kill mid-write leaves
     train.remove_checkpoints("finetune", config)
-    assert [p.name for p in whole.parent.iterdir()] == [kept.name]  # another config's checkpoint stays
+    assert [p.name for p in whole.parent.iterdir() if p.suffix != ".lock"] == [kept.name]  # another config's stays
 
 
 @pytest.mark.parametrize("log_every", [3, None])
@@ -249,10 +249,10 @@ def test_a_diverging_vicreg_run_is_one_line_and_failed(isolated):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "experiments" / "vicreg.py"
-    done = subprocess.run([sys.executable, str(script), "with", "smoke", "lr=1e400"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(script), "with", "smoke", "lr=1e30"], capture_output=True, text=True,
                           cwd=isolated, timeout=300)  # fmt: skip
     assert done.returncode == 1
     line = done.stderr.strip().splitlines()[-1]
-    assert "training diverged at epoch 1, step" in line and "became nan" in line, done.stderr[-1500:]
+    assert "training diverged at epoch 1, step" in line and "became" in line, done.stderr[-1500:]
     statuses = [json.loads(p.read_text())["status"] for p in (isolated / "runs").glob("*/run.json")]
     assert statuses == ["FAILED"]

@@ -68,7 +68,7 @@ def _last_line(text: str) -> str:
     ("updates", "expected"),
     [
         (["batch_size=-1"], "batch_size must be an integer >= 2"),
-        (["data.name=imagenet_22k"], "unknown dataset 'imagenet_22k'"),
+        (["data.name=imagenet_22k"], "data.name must be a registered dataset (fashion_mnist, "),
         (["epochs=0"], "epochs must be a positive integer"),
         (["lr=abc"], "lr must be a number > 0, got 'abc'"),  # a string where a number belongs: one line too
     ],

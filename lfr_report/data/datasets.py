@@ -22,6 +22,7 @@ synthetic      generated in memory (for tests)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lfr_report.data import formats
+from lfr_report.data import formats, identity
 from lfr_report.errors import ConfigError, DataError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -72,6 +73,7 @@ class ImageDataset:
     images: torch.Tensor  # uint8 (N, C, H, W)
     labels: torch.Tensor  # int64 (N,), -1 where unlabelled
     source: str  # where it was read from, for the run record
+    fingerprint: str = ""  # of the files it was read from (``identity.source_fingerprint``)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -85,7 +87,7 @@ class ImageDataset:
         if size is None or size >= len(self):
             return self
         index = subset_index(len(self), size, seed)
-        return ImageDataset(self.spec, self.split, self.images[index], self.labels[index], self.source)
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
     def disjoint_subsets(self, first: int, second: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
         """Two random subsets of ``first`` and ``second`` images sharing no image (e.g. an
@@ -95,7 +97,7 @@ class ImageDataset:
                               f"{first} + {second} asked for")  # fmt: skip
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return tuple(  # type: ignore[return-value]
-            ImageDataset(self.spec, self.split, self.images[i], self.labels[i], self.source)
+            dataclasses.replace(self, images=self.images[i], labels=self.labels[i])
             for i in (order[:first].sort().values, order[first : first + second].sort().values)
         )
 
@@ -173,6 +175,7 @@ def _read_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
 def _read_cifar10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
     batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     directory = _first_complete([root / "cifar-10-batches-py"], [*batches, "batches.meta"])
+    formats.read_cifar_meta(directory / "batches.meta")  # a damaged folder says so, whichever file is hit
     parts = [formats.read_cifar_batch(directory / name) for name in batches]
     return (
         np.concatenate([p[0] for p in parts]),
@@ -332,4 +335,25 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
         ) from None
     if tuple(images.shape[1:]) != spec.shape:
         raise DataError(f"dataset {name!r} at {source}: images of shape {images.shape[1:]}, expected {spec.shape}")
-    return ImageDataset(spec, split, torch.from_numpy(images), torch.from_numpy(labels), source)
+    if len(labels) != len(images) or (labels.size and (labels.min() < -1 or labels.max() >= len(spec.classes))):
+        raise DataError(f"dataset {name!r} at {source}: {len(labels)} labels for {len(images)} images, in "
+                        f"{labels.min(initial=0)}..{labels.max(initial=0)}; expected one per image in "
+                        f"0..{len(spec.classes) - 1} (-1: unlabelled)")  # fmt: skip
+    fingerprint = identity.source_fingerprint(source)
+    identity.note_read(name, root, fingerprint)
+    return ImageDataset(spec, split, torch.from_numpy(images), torch.from_numpy(labels), source, fingerprint)
+
+
+def dataset_fingerprint(name: str, root: Path | None = None) -> str | None:
+    """The fingerprint of data set ``name``'s files under ``root`` (default ``data_dir()``),
+    or None when they are missing or corrupt. Read once per process: a report asks it of
+    every stored run it might reuse."""
+    root = data_dir() if root is None else Path(root)
+    known = identity.known_fingerprint(name, root)
+    if known is not None:
+        return known
+    spec = get_spec(name)
+    try:
+        return load_dataset(name, "test" if "test" in spec.splits else spec.splits[0], root).fingerprint
+    except DataError:
+        return None

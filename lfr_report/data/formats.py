@@ -91,6 +91,9 @@ def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.
 # --- CIFAR-10 (python pickle batches) ---------------------------------------------------
 
 
+CIFAR10_CLASSES = 10
+
+
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch: a pickled dict with ``data`` (N x 3072 uint8) and ``labels``."""
     try:
@@ -100,19 +103,28 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as exc:
         raise CorruptFile(path, f"not a CIFAR-10 batch ({exc.__class__.__name__}: {exc})") from exc
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise CorruptFile(path, f"unexpected shapes: data {data.shape}, labels {labels.shape}")
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise CorruptFile(path, f"unexpected shape of data {data.shape}, expected (N, 3072)")
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise CorruptFile(path, f"{labels.size} labels for {len(data)} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= CIFAR10_CLASSES):
+        raise CorruptFile(path, f"label {labels.min() if labels.min() < 0 else labels.max()} is outside the "
+                                f"classes 0..{CIFAR10_CLASSES - 1}")  # fmt: skip
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def read_cifar_meta(path: Path) -> list[str]:
-    """Class names from ``batches.meta``."""
+    """Class names from ``batches.meta`` (a pickled dict whose ``label_names`` are the 10 classes)."""
     try:
         with path.open("rb") as f:
             meta = pickle.load(f, encoding="bytes")
-        return [name.decode() for name in meta[b"label_names"]]
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError) as exc:
-        raise CorruptFile(path, f"not a CIFAR-10 meta file ({exc})") from exc
+        names = [name.decode() for name in meta[b"label_names"]]
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError, TypeError, ValueError,
+            IndexError) as exc:  # fmt: skip
+        raise CorruptFile(path, f"not a CIFAR-10 meta file ({exc.__class__.__name__}: {exc})") from exc
+    if len(names) != CIFAR10_CLASSES:
+        raise CorruptFile(path, f"names {len(names)} classes, CIFAR-10 has {CIFAR10_CLASSES}")
+    return names
 
 
 def write_cifar10(directory: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],

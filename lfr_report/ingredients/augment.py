@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sacred import Ingredient
 
+from lfr_report.checks import Check, declare, interval, pair, positive, positive_int
 from lfr_report.data import Augment, AugmentParams, DatasetSpec
 
 augment_ingredient = Ingredient("augment")
@@ -28,6 +29,15 @@ def config():
     solarize_p = 0.0  # probability of solarization (not in the course's pipeline)
     solarize_threshold = 0.5  # pixels at or above it (in [0, 1]) are inverted
 # fmt: on
+
+_probability = interval("[0, 1]")
+declare(augment_ingredient, {
+    "crop_scale": pair(interval("(0, 1]")), "crop_ratio": pair(positive), "flip_p": _probability,
+    "jitter_p": _probability, "brightness": interval("[0, 1]"), "contrast": interval("[0, 1]"),
+    "saturation": interval("[0, 1]"), "hue": interval("[0, 0.5]"), "grayscale_p": _probability,
+    "blur_p": _probability, "blur_kernel": Check("an odd positive integer", lambda v: positive_int.test(v) and v % 2),
+    "blur_sigma": pair(positive), "solarize_p": _probability, "solarize_threshold": interval("[0, 1]"),
+})  # fmt: skip
 
 
 @augment_ingredient.capture

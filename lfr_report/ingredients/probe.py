@@ -6,7 +6,7 @@ import torch
 from sacred import Ingredient
 from torch import Tensor
 
-from lfr_report.errors import ConfigError
+from lfr_report.checks import declare, interval, non_negative, positive, positive_int
 from lfr_report.evaluate import ProbeResult, linear_probe
 
 probe_ingredient = Ingredient("probe")
@@ -28,12 +28,10 @@ def fast():
 # fmt: on
 
 
-@probe_ingredient.config_hook
-def check(config, command_name, logger):
-    probe = config["probe"]
-    if probe["epochs"] < 1 or probe["batch_size"] < 1 or probe["lr"] <= 0 or not 0 < probe["whiten_floor"] <= 1:
-        raise ConfigError(f"probe needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < whiten_floor <= 1, got {probe}")
-    return {}
+declare(probe_ingredient, {
+    "epochs": positive_int, "lr": positive, "batch_size": positive_int, "weight_decay": non_negative,
+    "whiten_floor": interval("(0, 1]"),
+})  # fmt: skip
 
 
 @probe_ingredient.capture

@@ -19,10 +19,11 @@ from sacred import Experiment
 from sacred.initialize import create_run
 
 from lfr_report.errors import ConfigError
+from lfr_report.experiment import same_data
 from lfr_report.registry import EXPERIMENTS
 from lfr_report.resources import experiments_dir
 from lfr_report.tracking.observers import default_observer
-from lfr_report.tracking.store import Run, RunStore
+from lfr_report.tracking.store import STALE_AFTER_S, Run, RunStore
 
 
 def load_experiment(name: str) -> Experiment:
@@ -52,12 +53,20 @@ def find_or_run(
     named_configs: Sequence[str] = (),
     updates: dict[str, Any] | None = None,
 ) -> Run:
-    """The newest COMPLETED run of this exact config; runs the experiment first if there is none."""
+    """The newest COMPLETED run of this exact config made on the data files present now
+    (``same_data``); runs the experiment first if there is none. Runs passed over for their
+    data, or RUNNING ones that are probably dead, are named in one line each."""
     ex = load_experiment(experiment)
     config = expected_config(ex, named_configs, updates)
-    found = store.latest(ex.path, config)
-    if found is not None:
-        return found
+    for run in store.find(ex.path, None, config):
+        if run.status == "COMPLETED" and same_data(run):
+            return run
+        if run.status == "COMPLETED":
+            print(f"run {run.id} of {experiment} was made on other data files than those here now: "
+                  "not reused", file=sys.stderr)  # fmt: skip
+        elif run.probably_dead:
+            print(f"run {run.id} of {experiment} is RUNNING with no heartbeat for over {STALE_AFTER_S // 60} "
+                  "minutes: probably dead, skipped", file=sys.stderr)  # fmt: skip
     words = [*named_configs, *(f"{key}={value}" for key, value in (updates or {}).items())]
     described = " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
     print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -41,8 +42,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lfr_report.data import identity
 from lfr_report.errors import Diverged
 from lfr_report.names import test_metric, train_metric
+from lfr_report.tracking import lock
 
 # (batch uint8 on device, its indices in the training set, generator) -> two float views
 ViewMaker = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
@@ -370,22 +373,53 @@ def evaluate_objective(
 
 
 def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> Path:
-    """Where a run of ``experiment`` with exactly this config keeps its checkpoint
-    (``$LFR_CHECKPOINT_DIR``, default ``checkpoints/``), so that rerunning the same command
-    resumes it. The device is left out: a run may resume on another one. ``part`` names one
-    of several checkpoints of one run (fine-tuning's label fraction and seed, say ``"1pct-seed0"``)."""
-    described = json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
-    digest = hashlib.sha256(described.encode()).hexdigest()[:16]
-    name = f"{experiment}-{digest}" if part is None else f"{experiment}-{digest}-{part}"
-    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints")) / f"{name}.pt"
+    """Where a run of ``experiment`` with exactly this config, on exactly these data files,
+    keeps its checkpoint (``$LFR_CHECKPOINT_DIR``, default ``checkpoints/``), so that
+    rerunning the same command resumes it. The device is left out: a run may resume on
+    another one. ``part`` names one of several checkpoints of one run (fine-tuning's label
+    fraction and seed, say ``"1pct-seed0"``).
+
+    The name is ``<experiment>-<config digest>-<data digest>``: the data digest is of the
+    fingerprints of the data sets the run has read (``identity.checkpoint_reads``), so a
+    checkpoint made on other files is never resumed; one line says so when there is one, and
+    the run starts fresh. The first call of a run also takes the configuration's lock
+    (``tracking.lock``): a second process running the same configuration is refused.
+    """
+    config_digest = _config_digest(config)
+    stem = f"{experiment}-{config_digest}-{_digest(identity.checkpoint_reads())}"
+    directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
+    lock.acquire(directory / f"{experiment}-{config_digest}.lock")
+    for other in sorted(directory.glob(f"{experiment}-{config_digest}-*.pt")):
+        if not other.name.startswith(stem) and other not in _said_other_data:
+            _said_other_data.add(other)
+            print(f"checkpoint {other} was made on other data files ({_describe_reads()}): not resumed, "
+                  "this run starts fresh", file=sys.stderr)  # fmt: skip
+    return directory / (f"{stem}.pt" if part is None else f"{stem}-{part}.pt")
+
+
+_said_other_data: set[Path] = set()
+
+
+def _config_digest(config: dict) -> str:
+    return _digest({k: v for k, v in config.items() if k != "device"})
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe_reads() -> str:
+    reads = identity.checkpoint_reads()
+    return ", ".join(f"{name} now {fingerprint}" for name, fingerprint in reads.items()) or "no data read"
 
 
 def remove_checkpoints(experiment: str, config: dict) -> None:
     """Delete a finished run's checkpoints: ``checkpoint_path(experiment, config)``, each of
-    its parts, and temporary files a kill mid-write left behind."""
+    its parts, and temporary files a kill mid-write left behind; then give up its lock."""
     path = checkpoint_path(experiment, config)
     for found in [path, *path.parent.glob(f"{path.stem}-*.pt"), *path.parent.glob(f".{path.stem}*.tmp")]:
         found.unlink(missing_ok=True)
+    lock.release(path.parent / f"{experiment}-{_config_digest(config)}.lock")
 
 
 def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:

@@ -68,7 +68,11 @@ def git_commit(path: Path = REPO_ROOT) -> str | None:
 
 def begin_run(run, seed: int, device: str) -> torch.device:
     """What every experiment does first: seed Python, NumPy and torch, pick the device, and
-    record in the run's info the device, the git commit and the torch version."""
+    record in the run's info the device, the git commit and the torch version; from here on
+    the data sets read are this run's (``lfr_report.data.identity``)."""
+    from lfr_report.data import identity
+
+    identity.begin_reads()  # the data sets this run reads go into its record and checkpoint key
     seed_everything(seed)
     resolved = resolve_device(device)
     if resolved.type == "cuda":

@@ -71,7 +71,7 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
 
     ``--help``, ``print_config`` and the other informational commands start no run
     and need no observer, so for them none is connected. A SIGTERM stops the run as
-    Ctrl-C does: recorded INTERRUPTED, exit status non-zero.
+    Ctrl-C does: recorded INTERRUPTED, one line on stderr, exit status 130.
     """
     argv = list(sys.argv if argv is None else argv)
     informational = {
@@ -89,8 +89,13 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         except LfrError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
-    with sigterm_as_interrupt():
-        ex.run_commandline(argv)
+    try:
+        with sigterm_as_interrupt():
+            ex.run_commandline(argv)
+    except KeyboardInterrupt as exc:  # Sacred has recorded the run INTERRUPTED; its traceback says nothing more
+        print(f"{ex.path}: interrupted ({exc or 'Ctrl-C'}); the run is recorded INTERRUPTED and the same command "
+              "resumes it from its last checkpoint", file=sys.stderr)  # fmt: skip
+        sys.exit(130)
 
 
 def run_location(run) -> str:

@@ -17,6 +17,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +26,20 @@ from lfr_report.errors import StoreError
 
 MONGO_TIMEOUT_MS = 3000  # how long to wait for a MongoDB server before saying it cannot be reached (with
 # the 4 s an experiment takes to import torch, a wrong LFR_MONGO_URL fails in about 7 s)
+
+
+STALE_AFTER_S = 300  # Sacred beats every 10 s; five silent minutes is a dead process, not a slow epoch
+
+
+def _utc(text: str | None) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (Sacred writes naive UTC times)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,21 @@ class Run:
     repositories: tuple[dict[str, Any], ...] = ()  # Sacred's git records: url, commit, dirty
     artifacts: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # Omniboard's tags (kept in the run entry's "omniboard" field)
+    heartbeat: str | None = None  # ISO 8601, UTC: Sacred's last sign of life from a running run
+
+    @property
+    def probably_dead(self) -> bool:
+        """RUNNING, but silent for over ``STALE_AFTER_S``: its process was killed (SIGKILL, a
+        power cut) before it could record how it ended. Omniboard calls such runs "probably dead"."""
+        if self.status != "RUNNING":
+            return False
+        last = _utc(self.heartbeat or self.start_time)
+        return last is None or (datetime.now(UTC) - last).total_seconds() > STALE_AFTER_S
+
+    @property
+    def shown_status(self) -> str:
+        """The status to show a user: ``probably dead`` for a stale RUNNING run."""
+        return "probably dead" if self.probably_dead else self.status
 
     @property
     def commit(self) -> str | None:
@@ -199,6 +229,7 @@ class FileRunStore(RunStore):
                     repositories=tuple(entry.get("experiment", {}).get("repositories", [])),
                     artifacts=tuple(entry.get("artifacts", [])),
                     tags=_tags(entry),
+                    heartbeat=entry.get("heartbeat"),
                 )
             )
         return found
@@ -246,6 +277,7 @@ class MongoRunStore(RunStore):
             repositories=tuple(experiment.get("repositories", [])),
             artifacts=tuple(a["name"] for a in doc.get("artifacts", [])),
             tags=_tags(doc),
+            heartbeat=_iso(doc.get("heartbeat")),
         )
 
     def runs(self, experiment: str | None = None) -> list[Run]:

@@ -1,0 +1,280 @@
+"""Runs that cannot lie: data identity in every run and checkpoint, one process per
+configuration, stale runs shown as such, SIGTERM in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sacred.observers import FileStorageObserver
+
+from lfr_report.data import DATASETS, identity, load_dataset
+from lfr_report.errors import Busy, DataError
+from lfr_report.evaluate import ProbeResult
+from lfr_report.report.runner import find_or_run, load_experiment
+from lfr_report.ssl import train
+from lfr_report.tracking import lock
+from lfr_report.tracking.store import FileRunStore
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = {"--loglevel": "ERROR"}
+
+
+def write_cifar(directory: Path, seed: int, per_batch: int = 20, labels=None, meta: bytes | None = None) -> Path:
+    """A CIFAR-10 python folder of ``per_batch`` random images per batch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        batch_labels = list(np.arange(per_batch) % 10) if labels is None else labels
+        with (directory / name).open("wb") as f:
+            pickle.dump({b"data": data, b"labels": batch_labels}, f)
+    if meta is None:
+        with (directory / "batches.meta").open("wb") as f:
+            pickle.dump({b"label_names": [n.encode() for n in DATASETS["cifar10"].classes]}, f)
+    else:
+        (directory / "batches.meta").write_bytes(meta)
+    return directory
+
+
+# --- data identity ----------------------------------------------------------------------
+
+
+def test_two_cifar_folders_have_different_fingerprints_and_each_is_hashed_once(isolated, monkeypatch):
+    a = write_cifar(isolated / "a" / "cifar-10-batches-py", seed=1)
+    write_cifar(isolated / "b" / "cifar-10-batches-py", seed=2)
+    monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "a"))
+    first = load_dataset("cifar10", "test").fingerprint
+    monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "b"))
+    other = load_dataset("cifar10", "test").fingerprint
+    assert len(first) == 16 and first != other
+    cached = json.loads(identity.cache_file().read_text())
+    assert str((a / "data_batch_1").resolve()) in cached
+    # A second read costs a stat: no file is opened for hashing while sizes and mtimes hold.
+    opened = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self.name) or real_open(self, *a, **k))
+    assert identity.directory_fingerprint(a) == first and opened == ["file-hashes.json"]  # the cache only
+    # Another content (same size, new mtime) is another fingerprint.
+    (a / "test_batch").write_bytes((a / "test_batch").read_bytes()[::-1])
+    assert identity.directory_fingerprint(a) != first
+
+
+def _vicreg_on_cifar(updates=None):
+    ex = load_experiment("vicreg")
+    config = {"data.name": "cifar10", "data.train_size": None, "data.test_size": None, "batch_size": 32,
+              "tsne_points": 20, **(updates or {})}  # fmt: skip
+    return ex, config
+
+
+def test_a_checkpoint_made_on_other_files_is_not_resumed_and_a_run_on_other_files_not_reused(
+    isolated, monkeypatch, capsys
+):
+    write_cifar(isolated / "a" / "cifar-10-batches-py", seed=1)
+    write_cifar(isolated / "b" / "cifar-10-batches-py", seed=2)
+    ex, config = _vicreg_on_cifar()
+    observer = FileStorageObserver(str(isolated / "runs"))
+    ex.observers.append(observer)
+    store = FileRunStore(isolated / "runs")
+    # What is tested is training and reuse: the probes (a 3072-pixel whitening takes tens of
+    # seconds on a loaded CPU) and t-SNE are replaced by quick stand-ins.
+    module = sys.modules["lfr_experiments.vicreg"]
+    monkeypatch.setattr(module, "run_probe", lambda *a: ProbeResult(0.5, 0.5, 1))
+    monkeypatch.setattr(module, "tsne_2d", lambda points, seed: np.zeros((len(points), 2)))
+    try:
+        monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "a"))
+        # A run killed after its first checkpoint: here in the probe, the checkpoint stays.
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "run_probe", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+            with pytest.raises(KeyboardInterrupt):
+                ex.run(named_configs=["smoke"], config_updates=config, options=QUIET)
+        assert len(list((isolated / "checkpoints").glob("vicreg-*.pt"))) == 1
+        monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "b"))
+        on_b = ex.run(named_configs=["smoke"], config_updates=config, options=QUIET)
+        assert on_b.info["resumed_from_epoch"] == 0 and on_b.status == "COMPLETED"
+        assert "made on other data files" in capsys.readouterr().err
+        monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "a"))
+        on_a = ex.run(named_configs=["smoke"], config_updates=config, options=QUIET)
+        assert on_a.info["resumed_from_epoch"] == 1  # its own checkpoint was kept for it
+        fingerprints = {r.id: r.info["data_fingerprints"]["cifar10"] for r in store.runs()}
+        assert fingerprints[str(on_a._id)] != fingerprints[str(on_b._id)]
+    finally:
+        ex.observers.remove(observer)
+    # The report runner reuses the run made on the files here now, not the newer one on b.
+    found = find_or_run(store, "vicreg", ["smoke"], config)
+    assert found.id == str(on_a._id)
+    monkeypatch.setenv("LFR_DATA_DIR", str(isolated / "b"))
+    identity._known.clear()  # a new process: nothing read yet
+    assert find_or_run(store, "vicreg", ["smoke"], config).id == str(on_b._id)
+
+
+# --- bad data that loads -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": [17] * 20}, r"data_batch_1: label 17 is outside the classes 0\.\.9"),
+        ({"labels": [0] * 19}, r"data_batch_1: 19 labels for 20 images"),
+        ({"meta": b"garbage"}, r"batches\.meta: not a CIFAR-10 meta file"),
+        ({"meta": pickle.dumps({b"label_names": [b"cat"]})}, r"batches\.meta: names 1 classes"),
+    ],
+)
+def test_bad_cifar_labels_or_meta_are_one_line_naming_the_file(isolated, kwargs, message):
+    write_cifar(isolated / "data" / "cifar-10-batches-py", seed=1, **kwargs)
+    with pytest.raises(DataError, match=message) as caught:
+        load_dataset("cifar10", "train")
+    assert "\n" not in str(caught.value)
+
+
+# --- one process per configuration ---------------------------------------------------------
+
+
+def test_a_second_process_is_refused_naming_the_pid_and_the_lock_goes_with_the_run(isolated):
+    path = isolated / "checkpoints" / "x.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from lfr_report.tracking import lock; "
+         f"lock.acquire(Path({str(path)!r})); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Busy, match=rf"pid {holder.pid} is running this configuration now"):
+            lock.acquire(path)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    lock.acquire(path)  # the holder is gone (its kernel lock with it): free again
+    lock.acquire(path)  # and this process may ask again for what it holds
+    lock.release(path)
+    assert not path.exists()
+
+
+def test_checkpoint_path_takes_the_configuration_lock(isolated):
+    config = {"seed": 0}
+    train.checkpoint_path("vicreg", config)
+    held = [p for p in (isolated / "checkpoints").glob("*.lock")]
+    assert len(held) == 1 and held[0].read_text().strip() == str(os.getpid())
+    train.remove_checkpoints("vicreg", config)
+    assert not list((isolated / "checkpoints").glob("*.lock"))
+
+
+def _vicreg_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "experiments" / "vicreg.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+
+def _statuses(runs: Path) -> list[str]:
+    return sorted(json.loads(p.read_text())["status"] for p in runs.glob("*/run.json"))
+
+
+def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its_checkpoint(isolated):
+    args = ("with", "smoke", "epochs=500", "data.train_size=128", "data.test_size=64", "tsne_points=50")
+    first = _vicreg_cli(*args, cwd=isolated)
+    while not list((isolated / "checkpoints").glob("*.lock")):  # the first holds its configuration's lock
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
+    second = _vicreg_cli(*args, cwd=isolated)
+    _, err = second.communicate(timeout=600)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=600)
+    assert second.returncode == 1 and first.returncode == 130
+    assert err.strip().splitlines()[-1].startswith(f"lfr_report.errors.Busy: pid {first.pid} is running this "
+                                                   "configuration now (lock "), err  # fmt: skip
+    assert "Traceback" not in err
+    assert _statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
+
+
+# --- how a run ends when it is killed --------------------------------------------------------
+
+
+def _sleeper(tmp_path: Path) -> subprocess.Popen:
+    """test_store's sleeper experiment, started; returns once its run is recorded RUNNING."""
+    from test_store import SLEEPER
+
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    proc = subprocess.Popen([sys.executable, str(script), "-F", str(tmp_path / "runs")], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+def test_sigterm_is_one_line_and_the_run_interrupted(isolated):
+    proc = _sleeper(isolated)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == ("sleeper: interrupted (stopped by signal SIGTERM); the run is recorded "
+                                            "INTERRUPTED and the same command resumes it from its last checkpoint")  # fmt: skip
+    assert FileRunStore(isolated / "runs").get("1").status == "INTERRUPTED"
+
+
+def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(isolated, monkeypatch, capsys):
+    from lfr_report import cli
+    from lfr_report.tracking import store as store_module
+
+    proc = _sleeper(isolated)
+    cli.main(["runs"])
+    assert " RUNNING " in capsys.readouterr().out  # alive: its heartbeat is fresh
+    proc.kill()
+    proc.wait(timeout=60)
+    run = FileRunStore(isolated / "runs").get("1")
+    assert run.status == "RUNNING" and not run.probably_dead  # nobody could record its end; silent for seconds only
+    monkeypatch.setattr(store_module, "STALE_AFTER_S", 0)  # as if five minutes had passed
+    time.sleep(0.01)
+    cli.main(["runs"])
+    assert " probably dead " in capsys.readouterr().out
+    cli.main(["runs", "show", "1"])
+    assert "sleeper, probably dead" in capsys.readouterr().out
+
+
+# --- smaller ones -----------------------------------------------------------------------------
+
+
+def test_neighbours_from_a_failed_run_says_so_before_a_run_is_recorded(isolated):
+    from test_experiment import _encoder_run
+
+    from lfr_report.errors import ConfigError
+    from lfr_report.report.runner import expected_config
+
+    failed = _encoder_run(isolated, fail=True)
+    with pytest.raises(ConfigError, match=f"^run {failed} is FAILED, not COMPLETED"):
+        expected_config(load_experiment("vicreg"), ["smoke", "no_generated_neighbours"], {"neighbours_from": failed})
+
+
+def test_vicreg_and_downstream_draw_the_same_subsets_from_the_config_seed(smoke_runs):
+    """Sacred gives captured functions a ``_seed`` derived from the run's: the subsets must
+    come from the config seed itself, as ``splits`` (downstream's) draws them."""
+    from lfr_report.ingredients.data import splits
+    from lfr_report.tracking.artifacts import read_npz
+
+    store = FileRunStore(smoke_runs)
+    run = store.latest("vicreg", {"views": "augment", "mu": 25.0})
+    data = run.config["data"]
+    assert data["test_size"] < 512  # a real subset of the synthetic test split
+    _, test = splits(data["name"], data["train_size"], data["test_size"], run.config["seed"])
+    stored = read_npz(store, run.id, "test_representations.npz")["labels"]
+    np.testing.assert_array_equal(stored, test.labels.numpy())
+    other = splits(data["name"], data["train_size"], data["test_size"], run.config["seed"] + 7)[1]
+    assert not np.array_equal(stored, other.labels.numpy())  # the labels do tell subsets apart
+
+
+def test_every_split_of_a_data_set_has_its_fingerprint():
+    """A run that read only one split must match ``dataset_fingerprint``, which reads another."""
+    from lfr_report.data.datasets import dataset_fingerprint
+
+    for name in ("synthetic", "digits"):  # synthetic's splits name different seeds
+        train, test = load_dataset(name, "train"), load_dataset(name, "test")
+        assert train.fingerprint == test.fingerprint == dataset_fingerprint(name)
