@@ -1,11 +1,12 @@
 """Unsupervised dataset distillation by bilevel optimisation (the lfr2024 project).
 
-    python experiments/distill.py                         # default: quadratic penalty, |D| = 100, MNIST digits
+    python experiments/distill.py                         # default: quadratic penalty, |D| = 100, MNIST (10,000 / 10,000)
     python experiments/distill.py with value              # optimal-value reformulation
     python experiments/distill.py with implicit           # implicit differentiation (CG on Hessian-vector products)
     python experiments/distill.py with baselines          # no distillation: protocol (b)'s baselines for |D|
     python experiments/distill.py with with_diversity dsm size=500 second_task=fashion_mnist
     python experiments/distill.py with value exact_sm   # the inner loss with Hyvarinen's trace term
+    python experiments/distill.py with value wide       # a wider inner learner: 256 hidden units instead of 64
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
 
@@ -51,8 +52,10 @@ from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
 # data.name: the main task, a 28x28 data set; data.train_size / data.test_size: its real labelled images for the outer
-# loss and its real test images (mnist: its fixed 8,000 / 2,000 split), and as many of second_task's
-ex = new_experiment("distill", data={"name": "mnist", "train_size": 8000, "test_size": 2000})
+# loss (drawn from the training split) and its real test images (None: the whole test split), and as many of
+# second_task's. The course's setting: 10,000 labelled images of MNIST's official training split, every accuracy on
+# its official 10,000-image test split.
+ex = new_experiment("distill", data={"name": "mnist", "train_size": 10000, "test_size": None})
 
 
 # fmt: off
@@ -130,6 +133,11 @@ def implicit():
 def baselines():
     solver = "baselines"  # no distillation: random real subset of |D|, all real images, random features, pixels,
     # and protocol (a)'s ceiling: the same network trained on the real data alone
+
+
+@ex.named_config
+def wide():
+    hidden = 256  # a wider inner learner (the course: "different NN / DEM architectures"); 64 is the reference
 
 
 @ex.named_config

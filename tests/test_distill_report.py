@@ -77,6 +77,11 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
         assert option.config[flag] and baseline.config[flag] and baseline.config["solver"] == "baselines"
         mean, std = store.metrics(baseline.id)["random_subset_test_accuracy"].mean_std()
         assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
+    wide, wide_base = runs["wide"], runs["baselines_wide"]  # the wider learner, against its own baselines
+    assert wide.config["hidden"] == wide_base.config["hidden"] == 256 and wide_base.config["solver"] == "baselines"
+    assert "The targets, and whether they hold" in text and "a wider inner learner (256 hidden units)" in text
+    ceiling = store.metrics(runs["baselines_100"].id)["supervised_test_accuracy"].last
+    assert f"reaches {100 * ceiling:.1f}% (run {runs['baselines_100'].id})" in text  # target (a) with its run
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
     assert len({run.id for run in runs.values()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 
@@ -100,3 +105,48 @@ def test_impossible_config_fails_before_a_run(isolated, args, message):
     assert done.returncode == 1
     assert message in done.stderr.strip().splitlines()[-1]
     assert list((isolated / "runs").glob("*/run.json")) == []
+
+
+def _metric(name, *values):
+    from lfr_report.tracking.store import Metric
+
+    return Metric(name, list(range(len(values))), list(values))
+
+
+def _row(name, run, course, retrained, subset_run=None):
+    row = {"name": name, "run": run, "course": course, "retrained": retrained, "retrained_sd": 0.001}
+    return row if subset_run is None else {**row, "subset": 0.85, "subset_sd": 0.002, "subset_run": subset_run}
+
+
+def _base(supervised, subset_values, all_real):
+    return {"supervised_test_accuracy": _metric("s", supervised),
+            "random_subset_test_accuracy": _metric("r", *subset_values),
+            "all_real_test_accuracy": _metric("a", all_real)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("supervised", "course", "bar", "holds"),
+    [(0.930, 0.921, 0.920, True),  # a ceiling under 94.5%: within a point of it is enough
+     (0.930, 0.915, 0.920, False),
+     (0.960, 0.935, 0.941, False),  # a ceiling above 94.5%: the seed's 94.1% itself
+     (0.960, 0.941, 0.941, True)],
+)  # fmt: skip
+def test_target_a_is_the_seeds_figure_or_a_point_under_the_ceiling(supervised, course, bar, holds):
+    base = _base(supervised, [0.87, 0.88], 0.89)
+    solvers = [_row("Quadratic penalty", "1", course - 0.01, 0.80), _row("Implicit", "2", course, 0.88)]
+    a = distillation._targets(solvers, [{}], base, "9", {"9": base})["a"]
+    assert a["bar"] == pytest.approx(bar) and a["holds"] is holds and a["best"]["run"] == "2"
+    assert a["ceiling_run"] == "9" and a["ceiling"] == supervised
+
+
+def test_target_b_needs_two_points_over_its_own_subset_and_all_real_images():
+    base, wide = _base(0.93, [0.87, 0.87], 0.89), _base(0.95, [0.85], 0.90)
+    metrics = {"9": base, "10": wide}
+    solvers = [_row("Optimal value", "2", 0.92, 0.885)]  # +1.5 over its subset: not enough
+    options = [{}, _row("wide", "5", 0.93, 0.905, subset_run="10")]  # +5.5 over its own subset, above all real
+    b = distillation._targets(solvers, options, base, "9", metrics)["b"]
+    assert [r["holds"] for r in b["rows"]] == [False, True]
+    assert b["holds"] and b["best"]["run"] == "5" and b["best"]["all_real"] == 0.90
+    options[1]["retrained"] = 0.895  # +4.5 over its subset, but under its all-real 90%
+    b = distillation._targets(solvers, options, base, "9", metrics)["b"]
+    assert not b["holds"] and b["best"]["run"] == "5"

