@@ -19,6 +19,7 @@ from pathlib import Path
 import launch_report
 import pytest
 import slurm_cluster
+import submitit
 import torch
 from helpers import report_numbers
 
@@ -121,10 +122,14 @@ def test_a_failed_run_stops_the_report_naming_it_and_the_completed_ones_stay(tes
 def test_slurm_settings_from_a_file_and_options(tmp_path):
     config = tmp_path / "slurm.toml"
     config.write_text('[slurm]\npartition = "gpu"\ntime_min = 30\nmem_gb = 16\nsetup = ["module load cuda"]\n'
+                      'srun_args = ["--container-image=lfr.sqsh"]\n'
                       '[slurm.extra]\naccount = "lab"\n')  # fmt: skip
     settings = SlurmSettings.read(config, partition="debug", cpus_per_job=4, gpus_per_job=None)
     assert settings.parameters() == {"partition": "debug", "time": 30, "cpus_per_task": 4, "mem": "16G",
-                                     "setup": ["module load cuda"], "additional_parameters": {"account": "lab"}}  # fmt: skip
+                                     "setup": ["module load cuda"], "srun_args": ["--container-image=lfr.sqsh"],
+                                     "additional_parameters": {"account": "lab"}}  # fmt: skip
+    if slurm_cluster.find("srun"):  # submitit accepts them all (it refuses unknown parameters)
+        submitit.SlurmExecutor(folder=tmp_path).update_parameters(**settings.parameters(), array_parallelism=2)
     config.write_text("[slurm]\nqueue = 'x'\n")
     with pytest.raises(Exception, match=r"unknown keys \['queue'\]"):
         SlurmSettings.read(config)
@@ -172,3 +177,16 @@ def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_r
     wire = MongoRunStore.from_url(mongo_url)
     assert sorted(r.status for r in wire.runs()) == ["COMPLETED"] * 3
     assert {r.info["device"] for r in wire.runs()} == {"cpu (1 threads)"}  # --cpus-per-job reached torch
+
+
+def test_slurm_refusing_the_jobs_is_an_error_and_runs_nothing(test_report, slurm, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_CONF", str(slurm))
+    argv = ["report", launch_report.NAME, "--scale", "smoke", "--executor", "slurm", "--partition", "nosuch",
+            "--jobs-dir", str(test_report / "jobs")]  # fmt: skip
+    assert cli.main(argv) == 1
+    last = capsys.readouterr().err.splitlines()[-1]  # after sbatch's own lines
+    assert (
+        last
+        == "error: sbatch refused the jobs: sbatch: error: Batch job submission failed: Invalid partition name specified"
+    )
+    assert not list((test_report / "runs").iterdir())

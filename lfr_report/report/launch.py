@@ -132,8 +132,9 @@ class SlurmSettings:
 
     Read from a TOML file's ``[slurm]`` table (the README shows one); options override it.
     ``python`` is the command that runs Python in a job, e.g. ``apptainer exec --nv lfr.sif
-    python`` to run each job in the project's image; ``extra`` holds any other ``sbatch``
-    options (``account``, ``qos``, ``constraint``), without their dashes.
+    python`` to run each job in the project's image (or ``srun_args`` for pyxis's
+    ``--container-image``); ``extra`` holds any other ``sbatch`` options (``account``,
+    ``qos``, ``constraint``), without their dashes.
     """
 
     partition: str | None = None
@@ -143,6 +144,7 @@ class SlurmSettings:
     mem_gb: float | None = None
     python: str | None = None
     setup: tuple[str, ...] = ()  # shell lines run before each job (``module load ...``)
+    srun_args: tuple[str, ...] = ()  # options of the job's ``srun`` (pyxis: ``--container-image=...``)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -162,15 +164,17 @@ class SlurmSettings:
                 raise ConfigError(f"--slurm-config {path}: unknown keys {wrong} in [slurm]; known: {sorted(known)}")
             values.update(table)
         values.update({k: v for k, v in options.items() if v is not None})
-        if "setup" in values:
-            values["setup"] = tuple(values["setup"])
+        for key in ("setup", "srun_args"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def parameters(self) -> dict[str, Any]:
         """``SlurmExecutor.update_parameters`` arguments."""
         given = {"partition": self.partition, "time": self.time_min, "gpus_per_node": self.gpus_per_job,
                  "cpus_per_task": self.cpus_per_job, "mem": f"{self.mem_gb:g}G" if self.mem_gb else None,
-                 "setup": list(self.setup) or None, "additional_parameters": self.extra or None}  # fmt: skip
+                 "setup": list(self.setup) or None, "srun_args": list(self.srun_args) or None,
+                 "additional_parameters": self.extra or None}  # fmt: skip
         return {key: value for key, value in given.items() if value is not None}
 
 
