@@ -20,7 +20,7 @@ SCALE ?= default
 REPORTS ?= all
 # where missing runs run: inline (this process), local (submitit subprocesses, PARALLEL at a time) or slurm
 EXECUTOR ?= inline
-PARALLEL ?= 1
+PARALLEL ?=
 # the one-node Slurm cluster that `make test` starts for the executor tests
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 
@@ -46,7 +46,7 @@ data: setup ## get the offline datasets the reports use
 	$(PY) -m lfr_report data get fashion_mnist mnist
 
 report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
-	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) --executor $(EXECUTOR) --parallel $(PARALLEL)
+	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) --executor $(EXECUTOR) $(if $(PARALLEL),--parallel $(PARALLEL))
 
 test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one-node Slurm tests)
 	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh $(SLURM_PACKAGES)

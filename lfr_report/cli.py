@@ -51,7 +51,7 @@ def _report(args: argparse.Namespace) -> None:
 def _launch_settings(args: argparse.Namespace):
     """How ``--executor local|slurm`` runs the missing runs (None: inline, in this process)."""
     if args.executor == "inline":
-        if args.parallel != 1:
+        if args.parallel is not None:
             raise LfrError("--parallel runs jobs side by side: use it with --executor local or slurm")
         return None
     from lfr_report.report.launch import Launch, SlurmSettings
@@ -193,7 +193,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),
                         help="where missing runs run: inline (this process, one after another; the default), "
                              "local (subprocesses, --parallel at a time) or slurm (a job array per wave)")  # fmt: skip
-    report.add_argument("--parallel", type=int, default=1, metavar="K", help="jobs at a time (default 1)")
+    report.add_argument("--parallel", type=int, metavar="K",
+                        help="jobs at a time (default: local 1, slurm every run of a wave)")  # fmt: skip
     report.add_argument("--jobs-dir", default="jobs", help="submitit's job folders and logs (default: jobs/)")
     slurm = report.add_argument_group("slurm jobs (override the [slurm] table of --slurm-config)")
     slurm.add_argument(

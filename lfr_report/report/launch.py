@@ -12,7 +12,7 @@ prints the plan and stops.
 * ``local``: subprocesses of this machine, at most ``--parallel K`` at a time, each with
   cores/K torch threads (two torch jobs with all threads each on 2 cores slow each other
   5-10x) and, where there are GPUs, a GPU of its own;
-* ``slurm``: one job array per wave (``%K`` at a time), with the partition, time limit,
+* ``slurm``: one job array per wave (``%K`` at a time, or the whole wave), with the partition, time limit,
   GPUs, CPUs and memory per job from the options or a TOML file (``SlurmSettings``).
 
 Each job runs ``find_or_run`` in a fresh process, so it records into the same store as
@@ -183,14 +183,14 @@ class Launch:
     """How ``launch`` runs the missing runs."""
 
     executor: str = "local"  # local | slurm
-    parallel: int = 1  # jobs at a time (slurm: per array)
+    parallel: int | None = None  # jobs at a time (default: local 1, slurm a whole wave)
     jobs_dir: Path = Path("jobs")  # submitit's job folders and logs (on a shared path for slurm)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "slurm"):
             raise ConfigError(f"unknown executor {self.executor!r}; executors: {', '.join(EXECUTORS)}")
-        if self.parallel < 1:
+        if self.parallel is not None and self.parallel < 1:
             raise ConfigError(f"--parallel must be at least 1, got {self.parallel}")
 
 
@@ -244,13 +244,13 @@ def launch(report: Report, store: RunStore, scale: str, how: Launch, say: Callab
     return {p.need.key: p.run for p in planned if p.run is not None}
 
 
-def _executor(how: Launch, folder: Path, slot: int):
+def _executor(how: Launch, folder: Path, slot: int, array_parallelism: int = 1):
     """A submitit executor for one local job (its own threads and GPU) or for Slurm arrays."""
     import submitit
 
     if how.executor == "slurm":
         executor = submitit.SlurmExecutor(folder=folder, python=how.slurm.python)
-        executor.update_parameters(**how.slurm.parameters(), array_parallelism=how.parallel)
+        executor.update_parameters(**how.slurm.parameters(), array_parallelism=array_parallelism)
         return executor
     import torch
 
@@ -268,26 +268,27 @@ def _run_wave(ready: Sequence[Planned], how: Launch, say: Callable[[str], None])
         env = worker_environment(how.slurm.cpus_per_job)
         args = [(p.need.experiment, list(p.named), p.updates, env) for p in ready]
         try:
-            jobs = _executor(how, folder, 0).map_array(run_job, *zip(*args, strict=True))
+            executor = _executor(how, folder, 0, array_parallelism=how.parallel or len(ready))
+            jobs = executor.map_array(run_job, *zip(*args, strict=True))
         except Exception as exc:  # sbatch refused: a wrong partition, time limit, account ...
             raise RunFailed(f"sbatch refused the jobs: {_last_line(str(exc))}") from None
         return _watch(dict(zip(jobs, ready, strict=True)), [], how, say, folder)
-    threads = max(1, (os.cpu_count() or 1) // how.parallel)
-    return _watch({}, list(ready), how, say, folder, threads)
+    parallel = how.parallel or 1
+    return _watch({}, list(ready), how, say, folder, parallel, threads=max(1, (os.cpu_count() or 1) // parallel))
 
 
 def _watch(running: dict, waiting: list[Planned], how: Launch, say: Callable[[str], None], folder: Path,
-           threads: int = 1) -> None:  # fmt: skip
-    """Wait for the jobs, starting waiting local ones as slots free up (at most ``how.parallel``)."""
+           parallel: int = 1, threads: int = 1) -> None:  # fmt: skip
+    """Wait for the jobs, starting the waiting local ones as slots free up (``parallel`` at a time)."""
     slots: dict[Any, int] = {}
     shown: dict[Any, str] = {}
     for p in waiting:
         say(f"  {p.need.key}: queued  ({p.command})")
     try:
         while running or waiting:
-            while waiting and len(running) < how.parallel:  # local: start the next job in a free slot
+            while waiting and len(running) < parallel:  # local: start the next job in a free slot
                 p = waiting.pop(0)
-                slot = min(set(range(how.parallel)) - set(slots.values()))
+                slot = min(set(range(parallel)) - set(slots.values()))
                 job = _executor(how, folder, slot).submit(run_job, p.need.experiment, list(p.named), p.updates,
                                                           worker_environment(threads))  # fmt: skip
                 running[job], slots[job], shown[job] = p, slot, "queued"  # said above
