@@ -6,14 +6,16 @@ PDFs must carry the same numbers. The Slurm test records its runs over the wire 
 live MongoDB-protocol server of the Mongo tests.
 
 Torch's CPU results depend on its thread count (a smoke VICReg run's probe accuracy was
-0.199 with 2 threads and 0.258 with 1), so the inline builds here use one thread, as each
-job does (``--parallel 2`` on 2 cores, ``--cpus-per-job 1``).
+0.199 with 2 threads and 0.258 with 1), so the inline build here uses the threads each job
+gets (cores/2 with ``--parallel 2``, and as ``--cpus-per-job``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import threading
 from pathlib import Path
 
 import launch_report
@@ -27,27 +29,24 @@ from lfr_report import cli
 from lfr_report.registry import REPORTS
 from lfr_report.report.launch import Launch, RunFailed, SlurmSettings, launch, plan
 from lfr_report.report.spec import Need
-from lfr_report.tracking.store import FileRunStore, MongoRunStore
+from lfr_report.tracking.store import FileRunStore, MongoRunStore, StoreError
+
+THREADS = max(1, (os.cpu_count() or 1) // 2)  # each job's torch threads with --parallel 2 (and --cpus-per-job)
 
 
-@pytest.fixture
-def test_report(isolated, monkeypatch) -> Path:
+def register_test_report(monkeypatch, root: Path) -> Path:
     """``launch_test`` known to the CLI, its template in a templates folder of its own."""
-    templates = isolated / "templates"
+    templates = root / "templates"
     templates.mkdir()
     (templates / f"{launch_report.NAME}.html").write_text(launch_report.TEMPLATE)
     monkeypatch.setenv("LFR_TEMPLATES_DIR", str(templates))
     monkeypatch.setitem(REPORTS, launch_report.NAME, "launch_report")
-    return isolated
+    return root
 
 
 @pytest.fixture
-def one_thread():
-    """Torch on one thread in this process, as in a job that has one core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def test_report(isolated, monkeypatch) -> Path:
+    return register_test_report(monkeypatch, isolated)
 
 
 def use_file_store(monkeypatch, root: Path) -> FileRunStore:
@@ -55,6 +54,25 @@ def use_file_store(monkeypatch, root: Path) -> FileRunStore:
     monkeypatch.setenv("LFR_RUNS_DIR", str(root / "runs"))
     monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(root / "checkpoints"))
     return FileRunStore(root / "runs")
+
+
+@pytest.fixture(scope="module")
+def inline_numbers(tmp_path_factory) -> list[str]:
+    """The numbers of the test report built inline, with the torch threads each job has, once for the module."""
+    root = tmp_path_factory.mktemp("inline")
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        register_test_report(monkeypatch, root)
+        use_file_store(monkeypatch, root)
+        monkeypatch.setenv("LFR_DATA_DIR", str(root / "data"))
+        monkeypatch.delenv("LFR_MONGO_URL", raising=False)
+        torch.set_num_threads(THREADS)
+        try:
+            numbers = report_numbers(build(root, "inline"))
+        finally:
+            torch.set_num_threads(threads)
+    assert len(numbers) >= 4
+    return numbers
 
 
 def build(tmp: Path, name: str, *options: str) -> Path:
@@ -77,25 +95,21 @@ def test_dry_run_prints_the_plan_in_waves_and_trains_nothing(isolated, capsys):
     assert not list((isolated / "runs").iterdir()) and not (isolated / "reports").exists()
 
 
-def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_report, one_thread, monkeypatch,
+def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_report, inline_numbers, monkeypatch,
                                                                          capsys):  # fmt: skip
-    inline_store = use_file_store(monkeypatch, test_report / "inline")
-    inline = build(test_report, "inline")
-    capsys.readouterr()
-    assert [p.run.id for p in plan(launch_report.REPORT, inline_store, "smoke")] == ["1", "2", "3"]
-
     local_store = use_file_store(monkeypatch, test_report / "local")
     local = build(test_report, "local", "--executor", "local", "--parallel", "2")
     out = capsys.readouterr().out
     assert "wave 1/2: 1 run(s) through the local executor" in out and "wave 2/2: 2 run(s)" in out
     for key in ("encoder", "retrieval", "anomaly"):
         assert f"  {key}: queued" in out and f"  {key}: done: run " in out
-    assert report_numbers(local) == report_numbers(inline) and len(report_numbers(inline)) >= 4
-    assert {r.info["device"] for r in local_store.runs()} == {f"cpu ({max(1, os.cpu_count() // 2)} threads)"}
+    assert report_numbers(local) == inline_numbers
+    assert {r.info["device"] for r in local_store.runs()} == {f"cpu ({THREADS} threads)"}  # cores / --parallel
     assert sorted(r.status for r in local_store.runs()) == ["COMPLETED"] * 3
     logs = list((test_report / "jobs").rglob("*_log.out"))
     assert len(logs) == 3  # one submitit job per run
 
+    assert [p.run.id for p in plan(launch_report.REPORT, local_store, "smoke")] == ["1", "2", "3"]
     build(test_report, "again", "--executor", "local", "--parallel", "2")
     assert "wave" not in capsys.readouterr().out and len(local_store.runs()) == 3
 
@@ -117,6 +131,23 @@ def test_a_failed_run_stops_the_report_naming_it_and_the_completed_ones_stay(tes
     # the same report continues from the stored encoder: its evaluations can start at once
     states = {p.need.key: (p.run is not None, p.wave) for p in plan(launch_report.REPORT, store, "smoke")}
     assert states == {"encoder": (True, None), "retrieval": (False, 1), "anomaly": (False, 1)}
+
+
+def test_a_run_file_half_written_by_a_parallel_job_is_read_again(tmp_path):
+    """Jobs side by side read each other's run.json, which Sacred rewrites in place (truncate, write)."""
+    run_json = tmp_path / "1" / "run.json"
+    run_json.parent.mkdir()
+    whole = json.dumps({"experiment": {"name": "vicreg"}, "status": "RUNNING"})
+    run_json.write_text(whole[:10])
+    writer = threading.Timer(0.3, run_json.write_text, [whole])
+    writer.start()
+    try:
+        assert [(r.id, r.status) for r in FileRunStore(tmp_path).runs()] == [("1", "RUNNING")]
+    finally:
+        writer.join()
+    run_json.write_text(whole[:10])  # and one that stays broken is an error, not an endless wait
+    with pytest.raises(StoreError, match=r"cannot read .*run\.json"):
+        FileRunStore(tmp_path).runs()
 
 
 def test_slurm_settings_from_a_file_and_options(tmp_path):
@@ -159,24 +190,20 @@ def slurm(tmp_path_factory) -> Path:
         yield conf
 
 
-def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_report, one_thread, slurm,
+def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_report, inline_numbers, slurm,
                                                                           mongo_url, monkeypatch, capsys):  # fmt: skip
-    use_file_store(monkeypatch, test_report / "inline")
-    inline = build(test_report, "inline")
-    capsys.readouterr()
-
     monkeypatch.setenv("SLURM_CONF", str(slurm))
     monkeypatch.setenv("LFR_MONGO_URL", mongo_url)
     monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(test_report / "slurm-checkpoints"))
     on_slurm = build(test_report, "slurm", "--executor", "slurm", "--parallel", "2", "--time-min", "10",
-                     "--cpus-per-job", "1")  # fmt: skip
+                     "--cpus-per-job", str(THREADS))  # fmt: skip
     out = capsys.readouterr().out
     assert "wave 1/2: 1 run(s) through the slurm executor" in out and "wave 2/2: 2 run(s)" in out
     assert "  encoder: done: run 1  (job " in out
-    assert report_numbers(on_slurm) == report_numbers(inline)
+    assert report_numbers(on_slurm) == inline_numbers
     wire = MongoRunStore.from_url(mongo_url)
     assert sorted(r.status for r in wire.runs()) == ["COMPLETED"] * 3
-    assert {r.info["device"] for r in wire.runs()} == {"cpu (1 threads)"}  # --cpus-per-job reached torch
+    assert {r.info["device"] for r in wire.runs()} == {f"cpu ({THREADS} threads)"}  # --cpus-per-job reached torch
 
 
 def test_slurm_refusing_the_jobs_is_an_error_and_runs_nothing(test_report, slurm, monkeypatch, capsys):
