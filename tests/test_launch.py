@@ -109,7 +109,10 @@ def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_re
     logs = list((test_report / "jobs").rglob("*_log.out"))
     assert len(logs) == 3  # one submitit job per run
 
-    assert [p.run.id for p in plan(launch_report.REPORT, local_store, "smoke")] == ["1", "2", "3"]
+    assert sorted(p.run.id for p in plan(launch_report.REPORT, local_store, "smoke")) == ["1", "2", "3"]
+    assert cli.main(["report", launch_report.NAME, "--scale", "smoke", "--dry-run"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert "exists: run 1" in dry[1] and dry[-1] == "3 of 3 runs exist; 0 would run in 0 wave(s)"
     build(test_report, "again", "--executor", "local", "--parallel", "2")
     assert "wave" not in capsys.readouterr().out and len(local_store.runs()) == 3
 
