@@ -20,8 +20,9 @@ from pathlib import Path
 
 from lfr_report.tracking.local_stack import free_port
 
-BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo")
+BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel")
 START_TIMEOUT_S = 30
+DRAIN_TIMEOUT_S = 30
 
 SLURM_CONF = """\
 ClusterName=lfrtest
@@ -69,6 +70,22 @@ def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-1500:] if path.is_file() else "(no log)"
 
 
+def _drain(env: dict[str, str]) -> None:
+    """Wait until no job is left (a job's result file exists before its srun and slurmstepd have
+    finished), then cancel what remains: daemons stopped under a running step leave it hanging."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    cancelled = False
+    while time.monotonic() < deadline:
+        queue = subprocess.run([find("squeue"), "-h", "-o", "%i"], env=env, capture_output=True, text=True)
+        jobs = queue.stdout.split()
+        if queue.returncode != 0 or not jobs:
+            return
+        if not cancelled and time.monotonic() > deadline - DRAIN_TIMEOUT_S / 2:
+            subprocess.run([find("scancel"), "--full", *jobs], env=env, capture_output=True)
+            cancelled = True
+        time.sleep(0.5)
+
+
 @contextmanager
 def one_node_cluster(root: Path) -> Iterator[Path]:
     """Start the cluster under ``root``; yields its slurm.conf (point ``SLURM_CONF`` at it)."""
@@ -108,6 +125,8 @@ def one_node_cluster(root: Path) -> Iterator[Path]:
             time.sleep(0.5)
         yield conf
     finally:
+        if len(processes) == 3 and all(p.poll() is None for p in processes):
+            _drain(env)
         for process in reversed(processes):  # slurmd, slurmctld, munged: by their pids
             process.terminate()
             try:
