@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lfr_report.errors import ConfigError, LfrError
-from lfr_report.report.runner import expected_config, find_or_run, load_experiment
+from lfr_report.report.runner import command, find, find_or_run
 from lfr_report.report.spec import After, Need, Report, Runs
 from lfr_report.tracking.store import Run, RunStore
 
@@ -70,8 +70,7 @@ class Planned:
             updates = {k: _placeholder(v) for k, v in self.need.updates.items()}
         else:
             named, updates = list(self.named), self.updates
-        words = [*named, *(f"{key}={value}" for key, value in updates.items())]
-        return " ".join([f"experiments/{self.need.experiment}.py", *(["with", *words] if words else [])])
+        return command(self.need.experiment, named, updates)
 
 
 def _placeholder(value: Any) -> Any:
@@ -95,8 +94,7 @@ def plan(report: Report, store: RunStore, scale: str) -> list[Planned]:
             waves[need.key] = planned[-1].wave
             continue
         named, updates = need.resolved(store, found)
-        ex = load_experiment(need.experiment)
-        run = store.latest(ex.path, expected_config(ex, named, updates))
+        run = find(store, need.experiment, named, updates)
         if run is not None:
             found[need.key] = run
             planned.append(Planned(need, run=run, named=tuple(named), updates=updates))

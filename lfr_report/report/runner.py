@@ -48,6 +48,20 @@ def expected_config(ex: Experiment, named_configs: Sequence[str] = (), updates: 
     return create_run(ex, ex.default_command, dict(updates or {}), named_configs=list(named_configs)).config
 
 
+def command(experiment: str, named_configs: Sequence[Any] = (), updates: dict[str, Any] | None = None) -> str:
+    """The command line of a run: ``experiments/vicreg.py with smoke no_variance mu=0.0``."""
+    words = [*map(str, named_configs), *(f"{key}={value}" for key, value in (updates or {}).items())]
+    return " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
+
+
+def find(
+    store: RunStore, experiment: str, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
+) -> Run | None:
+    """The newest COMPLETED run of this exact config, or None (what the plan of ``--dry-run`` shows)."""
+    ex = load_experiment(experiment)
+    return store.latest(ex.path, expected_config(ex, named_configs, updates))
+
+
 def find_or_run(
     store: RunStore,
     experiment: str,
@@ -55,14 +69,12 @@ def find_or_run(
     updates: dict[str, Any] | None = None,
 ) -> Run:
     """The newest COMPLETED run of this exact config; runs the experiment first if there is none."""
-    ex = load_experiment(experiment)
-    config = expected_config(ex, named_configs, updates)
-    found = store.latest(ex.path, config)
+    found = find(store, experiment, named_configs, updates)
     if found is not None:
         return found
-    words = [*named_configs, *(f"{key}={value}" for key, value in (updates or {}).items())]
-    described = " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
-    print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)
+    ex = load_experiment(experiment)
+    print(f"no completed run of `{command(experiment, named_configs, updates)}` in {store.location}: running it now",
+          file=sys.stderr)  # fmt: skip
     observer = default_observer()
     ex.observers.append(observer)
     try:
