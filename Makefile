@@ -18,6 +18,11 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 SCALE ?= default
 # which reports `make report` builds: all, or some of the names in lfr_report/registry.py
 REPORTS ?= all
+# where missing runs run: inline (this process), local (submitit subprocesses, PARALLEL at a time) or slurm
+EXECUTOR ?= inline
+PARALLEL ?=
+# the one-node Slurm cluster that `make test` starts for the executor tests
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps data report test test-slow test-stack bench gpu-check lint lint-docker format clean-reports \
@@ -41,9 +46,10 @@ data: setup ## get the offline datasets the reports use
 	$(PY) -m lfr_report data get fashion_mnist mnist
 
 report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
-	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE)
+	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) --executor $(EXECUTOR) $(if $(PARALLEL),--parallel $(PARALLEL))
 
-test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol tests on a local server)
+test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one-node Slurm tests)
+	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh $(SLURM_PACKAGES)
 	$(PY) -m pytest -q
 
 test-slow: setup ## the slow tests too (default-scale training)

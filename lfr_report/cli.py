@@ -1,6 +1,7 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
     lfr report NAME [NAME ...] | all [--scale default] [--out reports/NAME.pdf]   (names: lfr report --help)
+               [--dry-run] [--executor inline|local|slurm] [--parallel K] [--slurm-config FILE] ...
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +33,33 @@ def _report(args: argparse.Namespace) -> None:
     if args.out and out.suffix.lower() == ".pdf" and len(chosen) > 1:
         raise LfrError(f"--out {args.out} is one file but {len(chosen)} reports were asked for: give a folder")
     folder = not args.out or out.is_dir() or out.suffix.lower() != ".pdf"  # a folder: NAME.pdf inside it
+    how = _launch_settings(args)
     store = open_store()
     for name in chosen:
-        path = report(name).build(store, args.scale, out / f"{name}.pdf" if folder else out)
+        declared = report(name)
+        if args.dry_run or how is not None:
+            from lfr_report.report import launch
+
+            if args.dry_run:
+                print(launch.describe_plan(declared, args.scale, store, launch.plan(declared, store, args.scale)))
+                continue
+            launch.launch(declared, store, args.scale, how)
+        path = declared.build(store, args.scale, out / f"{name}.pdf" if folder else out)
         print(f"report written: {path}")
+
+
+def _launch_settings(args: argparse.Namespace):
+    """How ``--executor local|slurm`` runs the missing runs (None: inline, in this process)."""
+    if args.executor == "inline":
+        if args.parallel is not None:
+            raise LfrError("--parallel runs jobs side by side: use it with --executor local or slurm")
+        return None
+    from lfr_report.report.launch import Launch, SlurmSettings
+
+    config = args.slurm_config or os.environ.get("LFR_SLURM_CONFIG")
+    slurm = SlurmSettings.read(Path(config) if config else None, partition=args.partition, time_min=args.time_min,
+                               gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)  # fmt: skip
+    return Launch(args.executor, args.parallel, Path(args.jobs_dir), slurm)
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -130,8 +155,6 @@ def _runs_show(args: argparse.Namespace) -> None:
 
 
 def _runs_copy(args: argparse.Namespace) -> None:
-    import os
-
     from lfr_report.tracking.store import runs_dir, store_at
     from lfr_report.tracking.transfer import copy_runs
 
@@ -169,6 +192,23 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--scale", default="default", choices=("smoke", "default", "full"),
                         help="which named config of the experiments to use (default: default)")  # fmt: skip
     report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
+    report.add_argument("--dry-run", action="store_true",
+                        help="print the plan (runs found, runs that would run, in which wave) and stop")  # fmt: skip
+    report.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),
+                        help="where missing runs run: inline (this process, one after another; the default), "
+                             "local (subprocesses, --parallel at a time) or slurm (a job array per wave)")  # fmt: skip
+    report.add_argument("--parallel", type=int, metavar="K",
+                        help="jobs at a time (default: local 1, slurm every run of a wave)")  # fmt: skip
+    report.add_argument("--jobs-dir", default="jobs", help="submitit's job folders and logs (default: jobs/)")
+    slurm = report.add_argument_group("slurm jobs (override the [slurm] table of --slurm-config)")
+    slurm.add_argument(
+        "--slurm-config", metavar="FILE", help="a TOML file with a [slurm] table (default: $LFR_SLURM_CONFIG)"
+    )
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time-min", type=int, help="time limit per job in minutes (default 60)")
+    slurm.add_argument("--gpus-per-job", type=int)
+    slurm.add_argument("--cpus-per-job", type=int, help="CPUs per job, also its torch threads")
+    slurm.add_argument("--mem-gb", type=float, help="memory per job in GB")
     report.set_defaults(func=_report)
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian packages, only those missing: by default what the project needs at run
 # time (WeasyPrint's Pango and HarfBuzz libraries and a font), or the packages named as
-# arguments (docker-compose for `make lint`, chromium for `make test-stack`). As root it
+# arguments (docker-compose for `make lint`, chromium for `make test-stack`, Slurm and munge
+# for the executor tests of `make test`). As root it
 # runs apt-get; otherwise it uses sudo, or prints the command to run.
 set -euo pipefail
 packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -47,3 +50,34 @@ def smoke_store(smoke_runs: Path, isolated: Path):
     shutil.rmtree(root)
     shutil.copytree(smoke_runs, root)
     return FileRunStore(root)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> str:
+    """A live MongoDB URL without a database: ``LFR_TEST_MONGO_URL``'s real server, or a
+    SecantusDB (MongoDB-wire-compatible, from PyPI) started here for the session."""
+    from lfr_report.tracking.local_stack import free_port, start_local_mongo, stop
+
+    given = os.environ.get("LFR_TEST_MONGO_URL")
+    if given:
+        yield given
+        return
+    try:
+        process = start_local_mongo(free_port(), tmp_path_factory.mktemp("secantus"))
+    except Exception as exc:  # not installed, or it would not start: say why in the skip line
+        pytest.skip(f"no live MongoDB-compatible server: {exc}")
+    port = process.args[process.args.index("--port") + 1]
+    yield f"mongodb://127.0.0.1:{port}"
+    stop(process)
+
+
+@pytest.fixture
+def mongo_url(server):
+    """A fresh database on the live server, dropped afterwards."""
+    from lfr_report.tracking.store import connect_mongo
+
+    parts = urlsplit(server)
+    url = urlunsplit(parts._replace(path=f"/lfr_test_{uuid.uuid4().hex[:8]}"))
+    yield url
+    client, db = connect_mongo(url)
+    client.drop_database(db.name)

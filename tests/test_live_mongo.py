@@ -1,6 +1,7 @@
 """The MongoDB path over the wire, against a live server: SecantusDB (a MongoDB-wire-
 compatible server from PyPI) started on 127.0.0.1 for the session, or a real MongoDB
-when ``LFR_TEST_MONGO_URL`` names one (each test then uses a database of its own).
+when ``LFR_TEST_MONGO_URL`` names one (each test then uses a database of its own; the
+``server`` and ``mongo_url`` fixtures are in conftest.py).
 
 Real experiment runs are recorded by Sacred's MongoObserver, copied both ways, and the
 VICReg report built from them must carry the same numbers as the one built from the
@@ -13,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,37 +27,6 @@ from lfr_report.tracking.store import MONGO_TIMEOUT_MS, FileRunStore, MongoRunSt
 from lfr_report.tracking.transfer import copy_runs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _with_db(url: str, db: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> str:
-    """A MongoDB URL without a database: the real server's, or a SecantusDB started here."""
-    given = os.environ.get("LFR_TEST_MONGO_URL")
-    if given:
-        yield given
-        return
-    try:
-        process = start_local_mongo(free_port(), tmp_path_factory.mktemp("secantus"))
-    except Exception as exc:  # not installed, or it would not start: say why in the skip line
-        pytest.skip(f"no live MongoDB-compatible server: {exc}")
-    port = process.args[process.args.index("--port") + 1]
-    yield f"mongodb://127.0.0.1:{port}"
-    stop(process)
-
-
-@pytest.fixture
-def mongo_url(server):
-    """A fresh database on the live server, dropped afterwards."""
-    name = f"lfr_test_{uuid.uuid4().hex[:8]}"
-    url = _with_db(server, name)
-    yield url
-    client, db = connect_mongo(url)
-    client.drop_database(db.name)
 
 
 def _experiment(script: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

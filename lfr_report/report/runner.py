@@ -47,15 +47,19 @@ def expected_config(ex: Experiment, named_configs: Sequence[str] = (), updates: 
     return create_run(ex, ex.default_command, dict(updates or {}), named_configs=list(named_configs)).config
 
 
-def find_or_run(
-    store: RunStore,
-    experiment: str,
-    named_configs: Sequence[str] = (),
-    updates: dict[str, Any] | None = None,
-) -> Run:
+def command(experiment: str, named_configs: Sequence[Any] = (), updates: dict[str, Any] | None = None) -> str:
+    """The command line of a run: ``experiments/vicreg.py with smoke no_variance mu=0.0``."""
+    words = [*map(str, named_configs), *(f"{key}={value}" for key, value in (updates or {}).items())]
+    return " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
+
+
+def find(
+    store: RunStore, experiment: str, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
+) -> Run | None:
     """The newest COMPLETED run of this exact config made on the data files present now
-    (``same_data``); runs the experiment first if there is none. Runs passed over for their
-    data, or RUNNING ones that are probably dead, are named in one line each."""
+    (``same_data``), or None; what ``find_or_run`` reuses and the plan of ``--dry-run`` shows.
+    Runs passed over for their data, or RUNNING ones that are probably dead, are named in one
+    line each."""
     ex = load_experiment(experiment)
     config = expected_config(ex, named_configs, updates)
     for run in store.find(ex.path, None, config):
@@ -67,9 +71,23 @@ def find_or_run(
         elif run.probably_dead:
             print(f"run {run.id} of {experiment} is RUNNING with no heartbeat for over {STALE_AFTER_S // 60} "
                   "minutes: probably dead, skipped", file=sys.stderr)  # fmt: skip
-    words = [*named_configs, *(f"{key}={value}" for key, value in (updates or {}).items())]
-    described = " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
-    print(f"no completed run of `{described}` in {store.location}: running it now", file=sys.stderr)
+    return None
+
+
+def find_or_run(
+    store: RunStore,
+    experiment: str,
+    named_configs: Sequence[str] = (),
+    updates: dict[str, Any] | None = None,
+) -> Run:
+    """The newest COMPLETED run of this exact config made on the data files present now; runs
+    the experiment first if there is none."""
+    found = find(store, experiment, named_configs, updates)
+    if found is not None:
+        return found
+    ex = load_experiment(experiment)
+    print(f"no completed run of `{command(experiment, named_configs, updates)}` in {store.location}: running it now",
+          file=sys.stderr)  # fmt: skip
     observer = default_observer()
     ex.observers.append(observer)
     try:

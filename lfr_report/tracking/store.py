@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lfr_report.errors import StoreError
 
+READ_ATTEMPTS = 20  # a run file half-written by another process: read again for up to 2 s
 MONGO_TIMEOUT_MS = 3000  # how long to wait for a MongoDB server before saying it cannot be reached (with
 # the 4 s an experiment takes to import torch, a wrong LFR_MONGO_URL fails in about 7 s)
 
@@ -197,12 +199,20 @@ class FileRunStore(RunStore):
         self.location = str(self.root)
 
     def _read_json(self, path: Path, default: Any) -> Any:
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return default
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
+        """A JSON file of a run; one that does not parse is read again for a moment before it is an error:
+        Sacred rewrites run.json in place (truncate, then write), and runs recorded side by side (the
+        local and Slurm executors) read each other's files while they are written."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return json.loads(path.read_text())
+            except FileNotFoundError:
+                return default
+            except ValueError as exc:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise StoreError(f"cannot read {path}: {exc}") from exc
+                time.sleep(0.1)
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc}") from exc
 
     def runs(self, experiment: str | None = None) -> list[Run]:
         if not self.root.is_dir():

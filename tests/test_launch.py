@@ -1,0 +1,222 @@
+"""A report's runs as a plan, and through submitit: the local executor and a real one-node Slurm.
+
+The executor tests build ``launch_report`` (an encoder and two evaluations naming it, real
+smoke-scale runs) inline, then with ``--executor local`` or ``--executor slurm``, and the
+PDFs must carry the same numbers. The Slurm test records its runs over the wire into the
+live MongoDB-protocol server of the Mongo tests.
+
+Torch's CPU results depend on its thread count (a smoke VICReg run's probe accuracy was
+0.199 with 2 threads and 0.258 with 1), so the inline build here uses the threads each job
+gets (cores/2 with ``--parallel 2``, and as ``--cpus-per-job``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from pathlib import Path
+
+import launch_report
+import pytest
+import slurm_cluster
+import submitit
+import torch
+from helpers import report_numbers
+
+from lfr_report import cli
+from lfr_report.registry import REPORTS
+from lfr_report.report.launch import Launch, RunFailed, SlurmSettings, launch, plan
+from lfr_report.report.spec import Need
+from lfr_report.tracking.store import FileRunStore, MongoRunStore, StoreError
+
+THREADS = max(1, (os.cpu_count() or 1) // 2)  # each job's torch threads with --parallel 2 (and --cpus-per-job)
+
+
+def register_test_report(monkeypatch, root: Path) -> Path:
+    """``launch_test`` known to the CLI, its template in a templates folder of its own."""
+    templates = root / "templates"
+    templates.mkdir()
+    (templates / f"{launch_report.NAME}.html").write_text(launch_report.TEMPLATE)
+    monkeypatch.setenv("LFR_TEMPLATES_DIR", str(templates))
+    monkeypatch.setitem(REPORTS, launch_report.NAME, "launch_report")
+    return root
+
+
+@pytest.fixture
+def test_report(isolated, monkeypatch) -> Path:
+    return register_test_report(monkeypatch, isolated)
+
+
+def use_file_store(monkeypatch, root: Path) -> FileRunStore:
+    """Runs and checkpoints under ``root`` (so one store's runs never resume from another's checkpoints)."""
+    monkeypatch.setenv("LFR_RUNS_DIR", str(root / "runs"))
+    monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(root / "checkpoints"))
+    return FileRunStore(root / "runs")
+
+
+@pytest.fixture(scope="module")
+def inline_numbers(tmp_path_factory) -> list[str]:
+    """The numbers of the test report built inline, with the torch threads each job has, once for the module."""
+    root = tmp_path_factory.mktemp("inline")
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        register_test_report(monkeypatch, root)
+        use_file_store(monkeypatch, root)
+        monkeypatch.setenv("LFR_DATA_DIR", str(root / "data"))
+        monkeypatch.delenv("LFR_MONGO_URL", raising=False)
+        torch.set_num_threads(THREADS)
+        try:
+            numbers = report_numbers(build(root, "inline"))
+        finally:
+            torch.set_num_threads(threads)
+    assert len(numbers) >= 4
+    return numbers
+
+
+def build(tmp: Path, name: str, *options: str) -> Path:
+    out = tmp / "reports" / f"{name}.pdf"
+    argv = ["report", launch_report.NAME, "--scale", "smoke", "--out", str(out), "--jobs-dir", str(tmp / "jobs")]
+    assert cli.main([*argv, *options]) == 0
+    return out
+
+
+def test_dry_run_prints_the_plan_in_waves_and_trains_nothing(isolated, capsys):
+    assert cli.main(["report", "vicreg", "--scale", "default", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert "would run, wave 1 " in lines["vicreg"] and "experiments/vicreg.py with default" in lines["vicreg"]
+    assert (
+        "wave 2, after vicreg" in lines["no_neighbours"] and "neighbours_from=<from vicreg>" in lines["no_neighbours"]
+    )
+    assert "wave 3, after no_neighbours" in lines["no_neighbours_anomaly"]
+    assert out.splitlines()[-1] == "0 of 10 runs exist; 10 would run in 3 wave(s)"
+    assert not list((isolated / "runs").iterdir()) and not (isolated / "reports").exists()
+
+
+def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_report, inline_numbers, monkeypatch,
+                                                                         capsys):  # fmt: skip
+    local_store = use_file_store(monkeypatch, test_report / "local")
+    local = build(test_report, "local", "--executor", "local", "--parallel", "2")
+    out = capsys.readouterr().out
+    assert "wave 1/2: 1 run(s) through the local executor" in out and "wave 2/2: 2 run(s)" in out
+    for key in ("encoder", "retrieval", "anomaly"):
+        assert f"  {key}: queued" in out and f"  {key}: done: run " in out
+    assert report_numbers(local) == inline_numbers
+    assert {r.info["device"] for r in local_store.runs()} == {f"cpu ({THREADS} threads)"}  # cores / --parallel
+    assert sorted(r.status for r in local_store.runs()) == ["COMPLETED"] * 3
+    logs = list((test_report / "jobs").rglob("*_log.out"))
+    assert len(logs) == 3  # one submitit job per run
+
+    assert sorted(p.run.id for p in plan(launch_report.REPORT, local_store, "smoke")) == ["1", "2", "3"]
+    assert cli.main(["report", launch_report.NAME, "--scale", "smoke", "--dry-run"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert "exists: run 1" in dry[1] and dry[-1] == "3 of 3 runs exist; 0 would run in 0 wave(s)"
+    build(test_report, "again", "--executor", "local", "--parallel", "2")
+    assert "wave" not in capsys.readouterr().out and len(local_store.runs()) == 3
+
+
+def test_a_failed_run_stops_the_report_naming_it_and_the_completed_ones_stay(test_report, monkeypatch, capsys):
+    store = use_file_store(monkeypatch, test_report)
+    broken = dataclasses.replace(launch_report.REPORT, needs=lambda scale: [
+        Need("encoder", "vicreg", [scale]),
+        Need("broken", "vicreg", [scale], {"data.name": "cifar10"}),  # no CIFAR-10 in the test's data folder
+    ])  # fmt: skip
+    with pytest.raises(RunFailed) as failed:
+        launch(broken, store, "smoke", Launch("local", 1, test_report / "jobs"))
+    message = str(failed.value)
+    assert message.startswith("run broken failed: `experiments/vicreg.py with smoke data.name=cifar10`: ")
+    assert "cifar10" in message.split("`: ")[1] and "\n" not in message
+    log = Path(message.rsplit("log: ", 1)[1])
+    assert log.is_file() and "cifar10" in log.read_text()
+    assert {r.config["data"]["name"]: r.status for r in store.runs()} == {"synthetic": "COMPLETED", "cifar10": "FAILED"}
+    # the same report continues from the stored encoder: its evaluations can start at once
+    states = {p.need.key: (p.run is not None, p.wave) for p in plan(launch_report.REPORT, store, "smoke")}
+    assert states == {"encoder": (True, None), "retrieval": (False, 1), "anomaly": (False, 1)}
+
+
+def test_a_run_file_half_written_by_a_parallel_job_is_read_again(tmp_path):
+    """Jobs side by side read each other's run.json, which Sacred rewrites in place (truncate, write)."""
+    run_json = tmp_path / "1" / "run.json"
+    run_json.parent.mkdir()
+    whole = json.dumps({"experiment": {"name": "vicreg"}, "status": "RUNNING"})
+    run_json.write_text(whole[:10])
+    writer = threading.Timer(0.3, run_json.write_text, [whole])
+    writer.start()
+    try:
+        assert [(r.id, r.status) for r in FileRunStore(tmp_path).runs()] == [("1", "RUNNING")]
+    finally:
+        writer.join()
+    run_json.write_text(whole[:10])  # and one that stays broken is an error, not an endless wait
+    with pytest.raises(StoreError, match=r"cannot read .*run\.json"):
+        FileRunStore(tmp_path).runs()
+
+
+def test_slurm_settings_from_a_file_and_options(tmp_path):
+    config = tmp_path / "slurm.toml"
+    config.write_text('[slurm]\npartition = "gpu"\ntime_min = 30\nmem_gb = 16\nsetup = ["module load cuda"]\n'
+                      'srun_args = ["--container-image=lfr.sqsh"]\n'
+                      '[slurm.extra]\naccount = "lab"\n')  # fmt: skip
+    settings = SlurmSettings.read(config, partition="debug", cpus_per_job=4, gpus_per_job=None)
+    assert settings.parameters() == {"partition": "debug", "time": 30, "cpus_per_task": 4, "mem": "16G",
+                                     "setup": ["module load cuda"], "srun_args": ["--container-image=lfr.sqsh"],
+                                     "additional_parameters": {"account": "lab"}}  # fmt: skip
+    if slurm_cluster.find("srun"):  # submitit accepts them all (it refuses unknown parameters)
+        submitit.SlurmExecutor(folder=tmp_path).update_parameters(**settings.parameters(), array_parallelism=2)
+    config.write_text("[slurm]\nqueue = 'x'\n")
+    with pytest.raises(Exception, match=r"unknown keys \['queue'\]"):
+        SlurmSettings.read(config)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--parallel", "2"], "--parallel runs jobs side by side: use it with --executor local or slurm"),
+        (["--executor", "local", "--parallel", "0"], "--parallel must be at least 1, got 0"),
+        (["--executor", "slurm", "--slurm-config", "nowhere.toml"], "--slurm-config nowhere.toml: no such file"),
+    ],
+)
+def test_bad_launch_options_are_one_line_and_run_nothing(isolated, capsys, options, error):
+    assert cli.main(["report", "vicreg", "--scale", "smoke", *options]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {error}")
+    assert not list((isolated / "runs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory) -> Path:
+    """A real one-node Slurm (munged, slurmctld, slurmd as root) for this module; its slurm.conf."""
+    reason = slurm_cluster.why_not()
+    if reason:
+        pytest.skip(reason)
+    with slurm_cluster.one_node_cluster(tmp_path_factory.mktemp("slurm")) as conf:
+        yield conf
+
+
+def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_report, inline_numbers, slurm,
+                                                                          mongo_url, monkeypatch, capsys):  # fmt: skip
+    monkeypatch.setenv("SLURM_CONF", str(slurm))
+    monkeypatch.setenv("LFR_MONGO_URL", mongo_url)
+    monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(test_report / "slurm-checkpoints"))
+    on_slurm = build(test_report, "slurm", "--executor", "slurm", "--parallel", "2", "--time-min", "10",
+                     "--cpus-per-job", str(THREADS))  # fmt: skip
+    out = capsys.readouterr().out
+    assert "wave 1/2: 1 run(s) through the slurm executor" in out and "wave 2/2: 2 run(s)" in out
+    assert "  encoder: done: run 1  (job " in out
+    assert report_numbers(on_slurm) == inline_numbers
+    wire = MongoRunStore.from_url(mongo_url)
+    assert sorted(r.status for r in wire.runs()) == ["COMPLETED"] * 3
+    assert {r.info["device"] for r in wire.runs()} == {f"cpu ({THREADS} threads)"}  # --cpus-per-job reached torch
+
+
+def test_slurm_refusing_the_jobs_is_an_error_and_runs_nothing(test_report, slurm, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_CONF", str(slurm))
+    argv = ["report", launch_report.NAME, "--scale", "smoke", "--executor", "slurm", "--partition", "nosuch",
+            "--jobs-dir", str(test_report / "jobs")]  # fmt: skip
+    assert cli.main(argv) == 1
+    last = capsys.readouterr().err.splitlines()[-1]  # after sbatch's own lines
+    assert (
+        last
+        == "error: sbatch refused the jobs: sbatch: error: Batch job submission failed: Invalid partition name specified"
+    )
+    assert not list((test_report / "runs").iterdir())
