@@ -20,6 +20,7 @@ import copy
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sacred import Experiment, Ingredient
@@ -29,6 +30,7 @@ from torch import nn
 
 from lfr_report import names
 from lfr_report.data import DatasetSpec
+from lfr_report.distributed import FailureFromAnyRank, check_launch, launched
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
 from lfr_report.tracking import Run, open_store
@@ -36,7 +38,9 @@ from lfr_report.tracking.artifacts import add_torch_artifact, read_encoder
 from lfr_report.tracking.context import REPO_ROOT
 
 
-def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] | bool = True) -> Experiment:
+def new_experiment(
+    name: str, *ingredients: Ingredient, data: Mapping[str, Any] | bool = True, distributed: bool = False
+) -> Experiment:
     """The Sacred experiment of the calling script, with ``ingredients`` and the ``data``
     ingredient (``data.name``, ``data.train_size``, ``data.test_size``): sources stored from
     the repository root, progress bars kept out of the captured output, and a ``default``
@@ -46,6 +50,10 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
     experiment's config cannot set an ingredient's values), or ``False`` for an experiment
     whose data is another run's: its config declares ``data`` and its config hook fills it
     in (nor can an experiment's config hook set an ingredient's values).
+
+    ``distributed``: the script trains one run across torchrun's processes
+    (``lfr_report.distributed``); under torchrun any other script stops with a one-line error
+    before a run is recorded, as does a ``batch_size`` that does not divide among the processes.
     """
     if isinstance(data, Mapping):
         own = copy.copy(data_ingredient)  # the same checks and captured functions, one more config scope
@@ -61,6 +69,18 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
     ex.mainfile, ex.sources, ex.dependencies = gather_sources_and_dependencies(script, ex.save_git_info, ex.base_dir)
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     ex.add_named_config("default", {"scale": "default"})
+    if launched():
+        script_name = Path(script.get("__file__", name)).name
+
+        def check_launch_config(config, command_name, logger):
+            check_launch(script_name, distributed, config.get("batch_size"))
+            return {}
+
+        def record_on_rank0_as_failed_by_any(_run):
+            _run.observers[:] = [FailureFromAnyRank(observer) for observer in _run.observers]
+
+        ex.config_hook(check_launch_config)
+        ex.pre_run_hook(record_on_rank0_as_failed_by_any)
     return ex
 
 
