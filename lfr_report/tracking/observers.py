@@ -104,6 +104,8 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
 
 def run_location(run) -> str:
     """Where a running Sacred run is being recorded, for the summary line at its end."""
+    if distributed.launched_rank() > 0:
+        return "rank 0's record of this run"
     for observer in run.observers:
         observer = getattr(observer, "observer", observer)  # distributed.FailureFromAnyRank wraps rank 0's
         if isinstance(observer, FileStorageObserver):
