@@ -60,7 +60,8 @@ from lfr_report.tracking.observers import run_location
 
 INITS = ("pretrained", "scratch")
 
-ex = new_experiment("finetune", data=False)  # its data set defaults to the one its encoder was evaluated on
+# its data set defaults to the one its encoder was evaluated on
+ex = new_experiment("finetune", data=False, distributed=True)
 
 
 # fmt: off

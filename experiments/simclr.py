@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lfr_report import names
+from lfr_report import distributed, names
 from lfr_report.data import Augment, load_dataset
 from lfr_report.data.augment import fit_to_shape
 from lfr_report.errors import ConfigError
@@ -52,7 +52,7 @@ from lfr_report.tracking.observers import run_location
 
 VIEWS_SHOWN = 8  # training images stored with two augmented views of each (the report's figure)
 
-ex = new_experiment("simclr", augment_ingredient, probe_ingredient)
+ex = new_experiment("simclr", augment_ingredient, probe_ingredient, distributed=True)
 
 
 # fmt: off
@@ -157,6 +157,8 @@ def main(_run, _config, _seed, seed, device, encoder, widths, pool, encoder_dim,
         generator=torch.Generator(device=device).manual_seed(_seed), checkpoint=checkpoint, log_every=log_every,
     )  # fmt: skip
     _run.info["resumed_from_epoch"] = result.resumed_from_epoch
+    if not distributed.end():  # under torchrun: rank 0 evaluates and records alone
+        return None
 
     # Linear evaluation on the transfer data set, its images brought to the encoder's input shape.
     shape = train.spec.shape

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from lfr_report import names
+from lfr_report import distributed, names
 from lfr_report.data import subset_index
 from lfr_report.errors import ConfigError
 from lfr_report.evaluate import encode
@@ -53,7 +53,7 @@ from lfr_report.tracking.artifacts import add_npz_artifact
 from lfr_report.tracking.context import begin_run
 from lfr_report.tracking.observers import run_location
 
-ex = new_experiment("vicreg", augment_ingredient, probe_ingredient)
+ex = new_experiment("vicreg", augment_ingredient, probe_ingredient, distributed=True)
 
 
 # fmt: off
@@ -189,6 +189,8 @@ def main(_run, _config, _seed, device, encoder, widths, pool, encoder_dim, proje
         generator=torch.Generator(device=device).manual_seed(_seed), checkpoint=checkpoint, log_every=log_every,
     )  # fmt: skip
     _run.info["resumed_from_epoch"] = result.resumed_from_epoch
+    if not distributed.end():  # under torchrun: rank 0 evaluates and records alone
+        return None
 
     mean, std = train.spec.mean, train.spec.std
     train_features = encode(f, train.images, mean, std, device, channels_last=channels_last)

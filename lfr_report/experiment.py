@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sacred import Experiment, Ingredient
@@ -56,6 +57,7 @@ from lfr_report.checks import (  # noqa: F401  (the experiments import the check
 )
 from lfr_report.data import DatasetSpec, identity
 from lfr_report.data.datasets import dataset_fingerprint
+from lfr_report.distributed import FailureFromAnyRank, check_launch, launched
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
 from lfr_report.resources import experiments_dir
@@ -63,7 +65,9 @@ from lfr_report.tracking import Run, open_store
 from lfr_report.tracking.artifacts import add_torch_artifact, read_encoder
 
 
-def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] | bool = True) -> Experiment:
+def new_experiment(
+    name: str, *ingredients: Ingredient, data: Mapping[str, Any] | bool = True, distributed: bool = False
+) -> Experiment:
     """The Sacred experiment of the calling script, with ``ingredients`` and the ``data``
     ingredient (``data.name``, ``data.train_size``, ``data.test_size``): sources stored from
     the folder that holds ``experiments/`` (the checkout, or an installed package's copy), progress bars kept out of the captured output, and a ``default``
@@ -73,6 +77,10 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
     experiment's config cannot set an ingredient's values), or ``False`` for an experiment
     whose data is another run's: its config declares ``data`` and its config hook fills it
     in (nor can an experiment's config hook set an ingredient's values).
+
+    ``distributed``: the script trains one run across torchrun's processes
+    (``lfr_report.distributed``); under torchrun any other script stops with a one-line error
+    before a run is recorded, as does a ``batch_size`` that does not divide among the processes.
     """
     if isinstance(data, Mapping):
         own = copy.copy(data_ingredient)  # the same checks and captured functions, one more config scope
@@ -88,6 +96,18 @@ def new_experiment(name: str, *ingredients: Ingredient, data: Mapping[str, Any] 
     ex.mainfile, ex.sources, ex.dependencies = gather_sources_and_dependencies(script, ex.save_git_info, ex.base_dir)
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     ex.add_named_config("default", {"scale": "default"})
+    if launched():
+        script_name = Path(script.get("__file__", name)).name
+
+        def check_launch_config(config, command_name, logger):
+            check_launch(script_name, distributed, config.get("batch_size"))
+            return {}
+
+        def record_on_rank0_as_failed_by_any(_run):
+            _run.observers[:] = [FailureFromAnyRank(observer) for observer in _run.observers]
+
+        ex.config_hook(check_launch_config)
+        ex.pre_run_hook(record_on_rank0_as_failed_by_any)
     return ex
 
 

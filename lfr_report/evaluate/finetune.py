@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lfr_report import distributed
 from lfr_report.data.normalise import normalise
 from lfr_report.evaluate.linear_probe import accuracy
 from lfr_report.ssl.train import _save_atomic, load_checkpoint, set_rng_state, train_loop
@@ -112,6 +113,10 @@ def fine_tune(
     the end of a pass every ``SAVE_EVERY_S`` seconds and after the last, and resumes from the
     last one saved (see ``lfr_report.ssl.train.train_loop``). Once finished the file keeps the
     weights and the result: a call finding it returns that result without training or scoring.
+
+    Under torchrun the model trains as one DistributedDataParallel model, each rank on its
+    share of every batch (a batch smaller than ``batch_size`` is rounded down to a multiple
+    of the number of processes); every rank scores the trained model.
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {optimizer!r}; use sgd or adam")
@@ -136,6 +141,8 @@ def fine_tune(
         step_rule = torch.optim.SGD(trained, lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = len(train_images)
     batch = min(batch_size, n)
+    batch = max(distributed.size(), batch - batch % distributed.size())  # under torchrun: an equal share per rank
+    train_model = distributed.wrap(model, device)  # model itself outside torchrun
     per_epoch = n // batch  # whole batches only: see the docstring
     steps = max(epochs * per_epoch, min_steps)
     schedule = torch.optim.lr_scheduler.MultiStepLR(step_rule, [round(m * steps) for m in MILESTONES], gamma=0.1)
@@ -148,7 +155,7 @@ def fine_tune(
 
     def step(batch: tuple[Tensor, Tensor], index: Tensor) -> dict[str, Tensor]:
         images, labels = batch
-        return {"loss": F.cross_entropy(model(normalise(images, mean, std, layout)), labels)}
+        return {"loss": F.cross_entropy(train_model(normalise(images, mean, std, layout)), labels)}
 
     # Counted in steps (a last pass may stop early), nothing logged: the result is the final pass's mean loss.
     trained_loop = train_loop(
@@ -166,7 +173,9 @@ def fine_tune(
     with torch.no_grad():
         result = FineTuneResult(score(test_images, test_labels), score(train_images, train_labels), n, steps,
                                 trained_loop.last_train_terms.get("loss", 0.0))  # fmt: skip
-    if checkpoint is not None:  # training is over: the weights and the result are kept, not the optimiser
+    if (
+        checkpoint is not None and distributed.is_main()
+    ):  # training is over: the weights and the result are kept, not the optimiser
         state = {k: v for k, v in load_checkpoint(checkpoint).items() if k not in ("optimizer", "scheduler")}
         _save_atomic({**state, "result": asdict(result)}, checkpoint)
     return result

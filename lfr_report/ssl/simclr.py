@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lfr_report import distributed
+
 
 class SimCLRTerms(NamedTuple):
     """The loss and two diagnostics (no gradient needed from them)."""
@@ -31,23 +33,37 @@ class SimCLRTerms(NamedTuple):
     top1: Tensor  # fraction of views whose most similar other view is their own partner
 
 
-def nt_xent_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> SimCLRTerms:
+def nt_xent_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, global_batch: bool = False) -> SimCLRTerms:
     """NT-Xent of two (N, d) batches of projections, row i of ``z_a`` and of ``z_b`` being
-    the two views of image i; see the module docstring."""
-    if z_a.shape != z_b.shape or z_a.dim() != 2 or z_a.shape[0] < 2:
-        raise ValueError(
-            f"expected two (N >= 2, d) projections of one shape, got {tuple(z_a.shape)}, {tuple(z_b.shape)}"
-        )
+    the two views of image i; see the module docstring.
+
+    ``global_batch`` (under torchrun): ``z_a``, ``z_b`` are this rank's share of the batch;
+    its views are the anchors and every rank's views are the candidates (the negatives of
+    the global batch, ``distributed.gather_batch``), so the mean over the ranks is the
+    global batch's loss."""
+    if z_a.shape != z_b.shape or z_a.dim() != 2:
+        raise ValueError(f"expected two (N, d) projections of one shape, got {tuple(z_a.shape)}, {tuple(z_b.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = len(z_a)
+    start = distributed.rank() * n if global_batch else 0
+    if global_batch:
+        z_a, z_b = distributed.gather_batch(z_a), distributed.gather_batch(z_b)
+    total = len(z_a)
+    if total < 2:
+        raise ValueError(f"expected two (N >= 2, d) projections, got a batch of {total}")
     z = F.normalize(torch.cat([z_a, z_b]), dim=1)
-    similarity = z @ z.T
-    logits = (similarity / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    own = torch.arange(start, start + n, device=z.device)
+    anchors = torch.cat([own, own + total])  # this rank's views, as rows of z
+    partner = torch.cat([own + total, own])
+    rows = torch.arange(2 * n, device=z.device)
+    similarity = z[anchors] @ z.T
+    itself = torch.zeros_like(similarity, dtype=torch.bool)
+    itself[rows, anchors] = True
+    logits = (similarity / temperature).masked_fill(itself, float("-inf"))
     loss = F.cross_entropy(logits, partner)
     with torch.no_grad():
-        positive = similarity[torch.arange(2 * n, device=z.device), partner].mean()
+        positive = similarity[rows, partner].mean()
         top1 = (logits.argmax(dim=1) == partner).float().mean()
     return SimCLRTerms(loss, positive, top1)
 
@@ -59,8 +75,8 @@ class SimCLRLoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> SimCLRTerms:
-        return nt_xent_loss(z_a, z_b, self.temperature)
+    def forward(self, z_a: Tensor, z_b: Tensor, global_batch: bool = False) -> SimCLRTerms:
+        return nt_xent_loss(z_a, z_b, self.temperature, global_batch)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

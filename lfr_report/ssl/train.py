@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -42,8 +43,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lfr_report import distributed
 from lfr_report.data import identity
-from lfr_report.errors import Diverged
+from lfr_report.errors import ConfigError, Diverged
 from lfr_report.names import test_metric, train_metric
 from lfr_report.tracking import lock
 
@@ -55,7 +57,8 @@ LogFn = Callable[[str, float, int], None]
 # objective's terms, name -> 0-d tensor with ``loss`` among them: a mapping or a NamedTuple
 Step = Callable[[Any, Tensor], Any]
 
-_RESERVED = ("epoch", "optimizer", "scheduler", "generator", "rng", "history", "last_train", "last_test")
+_RESERVED = ("epoch", "optimizer", "scheduler", "generator", "rng", "history", "last_train", "last_test", "world_size",
+             "ranks")  # fmt: skip
 
 
 @dataclass
@@ -73,6 +76,14 @@ def _check_finite(names: tuple[str, ...], values: list[float], epoch: int, where
         if not math.isfinite(value):
             raise Diverged(f"training diverged at epoch {epoch}, {where}: {name} became {value} "
                            "(a learning rate too high?)")  # fmt: skip
+
+
+def _over_ranks(sums: Tensor, weight: int) -> tuple[Tensor, float]:
+    """An epoch's summed terms and their weight, summed over the ranks (themselves outside torchrun)."""
+    if distributed.size() == 1:
+        return sums, weight
+    total = distributed.mean_over_ranks(torch.cat([sums, sums.new_tensor([weight])])) * distributed.size()
+    return total[:-1], total[-1].item()
 
 
 def train_loop(
@@ -111,11 +122,21 @@ def train_loop(
     (default: ``.train()`` on each). ``modules`` are what the checkpoint saves, by name; it
     is written at the end of every epoch, or with ``save_every_s`` of the first epoch to end
     that many seconds after the last write (short epochs), and always after the last one.
+
+    Under torchrun (``lfr_report.distributed``) ``batch_size`` is the global batch: each
+    rank takes its share of every batch of one order (drawn by rank 0), ``step`` must
+    reduce across ranks itself (a DDP-wrapped model does), the logged terms are the means
+    over the ranks, and each rank draws its augmentations from its own stream (``generator``
+    re-seeded with ``seed + rank``). Rank 0 writes the checkpoint, with every rank's random
+    states; it resumes with the same number of processes only.
     """
     if reserved := set(modules) & set(_RESERVED):
         raise ValueError(f"module names {sorted(reserved)} are taken by the checkpoint's own entries")
     tensors = data if isinstance(data, tuple) else (data,)
     n = len(tensors[0])
+    rank, ranks = distributed.rank(), distributed.size()
+    if batch_size % ranks:
+        raise ConfigError(f"batch_size={batch_size} (the global batch) does not divide among {ranks} processes")
     if drop_last and n < batch_size:
         raise ValueError(f"{n} training images is fewer than one batch of {batch_size}")
     steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
@@ -128,8 +149,15 @@ def train_loop(
         log(name, value, at)
 
     start_epoch, train_terms, test_terms = 0, {}, {}
+    if rank > 0:
+        generator.manual_seed(generator.initial_seed() + rank)
     if checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
+        if state.get("world_size", 1) != ranks:
+            raise ConfigError(f"checkpoint {checkpoint} was written by {state.get('world_size', 1)} processes, not "
+                              f"{ranks}: resume it with torchrun --nproc_per_node={state.get('world_size', 1)}, "
+                              "or delete it to start over")  # fmt: skip
+        state.update(state.get("ranks", [{}])[rank])  # this rank's own random states
         for name, module in modules.items():
             module.load_state_dict(state[name])
         optimizer.load_state_dict(state["optimizer"])
@@ -159,7 +187,7 @@ def train_loop(
             break
         bar.set_description(f"epoch {epoch + 1}/{epochs}")
         set_train_mode()
-        order = torch.randperm(n, generator=generator, device=generator.device)
+        order = distributed.from_rank0(torch.randperm(n, generator=generator, device=generator.device))
         on_device = {t.device: order.to(t.device) for t in tensors}  # moved once an epoch, not once a batch
         names: tuple[str, ...] = ()
         pending: list[Tensor] = []  # per-batch logging: the terms not yet handed to log
@@ -168,7 +196,8 @@ def train_loop(
         for i in range(steps_per_epoch):
             if done == total_steps:
                 break
-            part = slice(i * batch_size, (i + 1) * batch_size)
+            whole = distributed.share(min(batch_size, n - i * batch_size))  # this rank's share of the batch
+            part = slice(i * batch_size + whole.start, i * batch_size + whole.stop)
             index = order[part]
             batch = tuple(t[on_device[t.device][part]].to(device, non_blocking=True) for t in tensors)
             terms = step(batch if isinstance(data, tuple) else batch[0], index)
@@ -184,7 +213,7 @@ def train_loop(
             if log_every is not None:
                 pending.append(torch.stack([t.detach().float() for t in terms.values()]))
                 if len(pending) == log_every or i == steps_per_epoch - 1 or done == total_steps:
-                    values = torch.stack(pending).cpu().tolist()
+                    values = distributed.mean_over_ranks(torch.stack(pending)).cpu().tolist()
                     for offset, row in enumerate(values):
                         _check_finite(names, row, epoch + 1, f"step {done - len(pending) + offset + 1}")
                         for name, value in zip(names, row, strict=True):
@@ -198,7 +227,8 @@ def train_loop(
                 sums += row * len(index) if epoch_mean == "images" else row
                 weight, batches = weight + len(index), batches + 1
         if log_every is None and sums is not None:
-            means = [v / weight for v in sums.tolist()] if epoch_mean == "images" else (sums / batches).tolist()
+            sums, weight = _over_ranks(sums, weight)
+            means = [v / weight for v in sums.tolist()] if epoch_mean == "images" else (sums / batches / ranks).tolist()
             _check_finite(names, means, epoch + 1, "its mean over the epoch")
             train_terms = dict(zip(names, means, strict=True))
             for name, value in train_terms.items():
@@ -212,22 +242,26 @@ def train_loop(
             for name, value in test_terms.items():
                 record(test_metric(name), value, epoch + 1 if log_every is None else done)
         last = epoch == epochs - 1 or done == total_steps
-        if checkpoint is not None and (last or time.monotonic() - saved_at >= save_every_s):
+        due = last or time.monotonic() - saved_at >= save_every_s
+        if checkpoint is not None and distributed.object_from_rank0(due):  # rank 0's clock decides for all
             saved_at = time.monotonic()
-            _save_atomic(
-                {
-                    "epoch": epoch + 1,
-                    **{name: module.state_dict() for name, module in modules.items()},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": None if scheduler is None else scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "rng": rng_state(device),
-                    "history": history,
-                    "last_train": train_terms,
-                    "last_test": test_terms,
-                },
-                checkpoint,
-            )
+            states = distributed.objects_of_all_ranks({"generator": generator.get_state(), "rng": rng_state(device)})
+            if rank == 0:
+                _save_atomic(
+                    {
+                        "epoch": epoch + 1,
+                        **{name: module.state_dict() for name, module in modules.items()},
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": None if scheduler is None else scheduler.state_dict(),
+                        **states[0],
+                        "world_size": ranks,
+                        "ranks": states,
+                        "history": history,
+                        "last_train": train_terms,
+                        "last_test": test_terms,
+                    },
+                    checkpoint,
+                )
     bar.close()
     return LoopResult(
         epochs_run=max(0, epochs - start_epoch),
@@ -280,32 +314,46 @@ def fit(
     """
     train_encoder = torch.compile(encoder) if compile else encoder
     train_projector = torch.compile(projector) if compile else projector
+    pair = distributed.wrap(TwoViews(train_encoder, train_projector), device)  # itself outside torchrun
+    train_objective = partial(objective, global_batch=True) if distributed.size() > 1 else objective
     test_views = make_test_views or make_views
 
     def step(batch: Tensor, index: Tensor) -> NamedTuple:
         view_a, view_b = make_views(batch, index, generator)
-        return two_view_terms(train_encoder, train_projector, objective, view_a, view_b, amp)
+        return two_view_terms(pair, train_objective, view_a, view_b, amp)
 
     def evaluate(epoch: int) -> dict[str, float]:
         return evaluate_objective(encoder, projector, objective, test_views, test_images, batch_size, device)
 
     result = train_loop(
         step, train_images, modules={"encoder": encoder, "projector": projector}, optimizer=optimizer, epochs=epochs,
-        batch_size=batch_size, device=device, generator=generator, log=log, evaluate=evaluate, checkpoint=checkpoint,
-        log_every=log_every, progress=progress,
+        batch_size=batch_size, device=device, generator=generator, log=log, checkpoint=checkpoint, log_every=log_every,
+        evaluate=evaluate if distributed.is_main() else None, progress=progress and distributed.is_main(),
     )  # fmt: skip
     return FitResult(result.epochs_run, result.resumed_from_epoch, result.steps, result.last_test_terms)
 
 
+class TwoViews(nn.Module):
+    """``projector(encoder(view))`` of each of two views, in two passes (BatchNorm sees each
+    view on its own): one module, so that DDP wraps one forward per step."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def forward(self, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
+        return self.projector(self.encoder(view_a)), self.projector(self.encoder(view_b))
+
+
 def two_view_terms(
-    encoder: nn.Module,
-    projector: nn.Module,
+    pair: nn.Module,
     objective: Objective,
     view_a: Tensor,
     view_b: Tensor,
     amp: bool = False,
 ) -> NamedTuple:
-    """The objective's terms on a pair of view batches (on the device), with the graph for backward.
+    """The objective's terms on a pair of view batches (on the device), with the graph for
+    backward; ``pair`` is a ``TwoViews`` (or its DDP wrapper).
 
     With ``amp`` on a CUDA device the two forward passes run under bf16 autocast
     (convolutions and matrix products on the tensor cores; bf16 has float32's range, so
@@ -314,8 +362,7 @@ def two_view_terms(
     """
     cuda_amp = amp and view_a.device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda_amp):
-        z_a = projector(encoder(view_a))
-        z_b = projector(encoder(view_b))
+        z_a, z_b = pair(view_a, view_b)
     return objective(z_a.float(), z_b.float())
 
 
@@ -330,7 +377,7 @@ def train_step(
 ) -> NamedTuple:
     """One optimiser step on a pair of view batches, as ``fit`` takes it; returns the
     objective's terms (on the device). ``amp``: see ``two_view_terms``."""
-    terms = two_view_terms(encoder, projector, objective, view_a, view_b, amp)
+    terms = two_view_terms(TwoViews(encoder, projector), objective, view_a, view_b, amp)
     optimizer.zero_grad(set_to_none=True)
     terms.loss.backward()
     optimizer.step()

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lfr_report import distributed
+
 
 def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
     """Eq. 2: mean over the batch of the per-sample MSE between the two projections."""
@@ -69,13 +71,21 @@ def vicreg_loss(
     nu: float = 1.0,
     gamma: float = 1.0,
     eps: float = 1e-4,
+    global_batch: bool = False,
 ) -> VICRegTerms:
-    """Eq. 6, returning the total and the terms ``L_inv``, ``L_var(Z) + L_var(Z')``, ``L_cov(Z) + L_cov(Z')``."""
-    if z_a.shape != z_b.shape or z_a.dim() != 2 or z_a.shape[0] < 2:
-        raise ValueError(
-            f"expected two (B >= 2, d) projections of one shape, got {tuple(z_a.shape)}, {tuple(z_b.shape)}"
-        )
+    """Eq. 6, returning the total and the terms ``L_inv``, ``L_var(Z) + L_var(Z')``, ``L_cov(Z) + L_cov(Z')``.
+
+    ``global_batch`` (under torchrun): ``z_a``, ``z_b`` are this rank's share of the batch;
+    the variance and covariance are those of all ranks' projections together
+    (``distributed.gather_batch``), the invariance is this rank's own pairs' (its mean over
+    the ranks is the global batch's, and DDP's gradient averaging makes it so)."""
+    if z_a.shape != z_b.shape or z_a.dim() != 2:
+        raise ValueError(f"expected two (B, d) projections of one shape, got {tuple(z_a.shape)}, {tuple(z_b.shape)}")
     inv = invariance_loss(z_a, z_b)
+    if global_batch:
+        z_a, z_b = distributed.gather_batch(z_a), distributed.gather_batch(z_b)
+    if z_a.shape[0] < 2:
+        raise ValueError(f"expected two (B >= 2, d) projections, got a batch of {z_a.shape[0]}")
     var = variance_loss(z_a, gamma, eps) + variance_loss(z_b, gamma, eps)
     cov = covariance_loss(z_a) + covariance_loss(z_b)
     return VICRegTerms(lambda_ * inv + mu * var + nu * cov, inv, var, cov)
@@ -98,8 +108,8 @@ class VICRegLoss(nn.Module):
         super().__init__()
         self.lambda_, self.mu, self.nu, self.gamma, self.eps = lambda_, mu, nu, gamma, eps
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> VICRegTerms:
-        return vicreg_loss(z_a, z_b, self.lambda_, self.mu, self.nu, self.gamma, self.eps)
+    def forward(self, z_a: Tensor, z_b: Tensor, global_batch: bool = False) -> VICRegTerms:
+        return vicreg_loss(z_a, z_b, self.lambda_, self.mu, self.nu, self.gamma, self.eps, global_batch)
 
     def extra_repr(self) -> str:
         return f"lambda_={self.lambda_}, mu={self.mu}, nu={self.nu}, gamma={self.gamma}, eps={self.eps}"

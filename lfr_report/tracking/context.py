@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lfr_report import distributed
 from lfr_report.errors import ConfigError
 from lfr_report.resources import REPO_ROOT
 
@@ -69,12 +70,19 @@ def git_commit(path: Path = REPO_ROOT) -> str | None:
 def begin_run(run, seed: int, device: str) -> torch.device:
     """What every experiment does first: seed Python, NumPy and torch, pick the device, and
     record in the run's info the device, the git commit and the torch version; from here on
-    the data sets read are this run's (``lfr_report.data.identity``)."""
+    the data sets read are this run's (``lfr_report.data.identity``).
+
+    Under torchrun the process joins the others (``lfr_report.distributed.start``: its own
+    GPU) and every rank takes rank 0's seed; the info records ``world_size``."""
     from lfr_report.data import identity
 
     identity.begin_reads()  # the data sets this run reads go into its record and checkpoint key
-    seed_everything(seed)
     resolved = resolve_device(device)
+    if distributed.launched():
+        resolved = distributed.start(resolved)
+        seed = int(distributed.object_from_rank0(seed))
+        run.info["world_size"] = distributed.size()
+    seed_everything(seed)
     if resolved.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     run.info.update(device=describe_device(resolved), git_commit=git_commit(), torch=str(torch.__version__))

@@ -2,7 +2,8 @@
 
 Observers are never attached at import time. ``run_commandline(ex)`` (the last line of
 each script in ``experiments/``) adds the default observer only when the command
-line names none of Sacred's observer flags:
+line names none of Sacred's observer flags (under torchrun, on rank 0 only: the other
+ranks run unobserved):
 
 * ``LFR_MONGO_URL`` set: ``MongoObserver`` on that server (database from the URL's
   path, else ``$LFR_MONGO_DB``, else ``lfr``); the server is pinged first so a
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from sacred import Experiment
 from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
 
+from lfr_report import distributed
 from lfr_report.errors import LfrError
 from lfr_report.tracking.store import connect_mongo, runs_dir
 
@@ -83,7 +85,9 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         "save_config",
         "print_named_configs",
     }
-    if not names_an_observer(argv[1:]) and not informational.intersection(argv[1:]):
+    if distributed.launched_rank() > 0:  # one run, recorded by rank 0: the others observe nothing
+        argv.append("--unobserved")
+    elif not names_an_observer(argv[1:]) and not informational.intersection(argv[1:]):
         try:
             ex.observers.append(default_observer())
         except LfrError as exc:
@@ -96,11 +100,18 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         print(f"{ex.path}: interrupted ({exc or 'Ctrl-C'}); the run is recorded INTERRUPTED and the same command "
               "resumes it from its last checkpoint", file=sys.stderr)  # fmt: skip
         sys.exit(130)
+    except SystemExit:
+        if ex.current_run is not None and ex.current_run.status == "FAILED":
+            distributed.report_failure(ex.current_run.fail_trace)  # for rank 0's record (under torchrun)
+        raise
 
 
 def run_location(run) -> str:
     """Where a running Sacred run is being recorded, for the summary line at its end."""
+    if distributed.launched_rank() > 0:
+        return "rank 0's record of this run"
     for observer in run.observers:
+        observer = getattr(observer, "observer", observer)  # distributed.FailureFromAnyRank wraps rank 0's
         if isinstance(observer, FileStorageObserver):
             return observer.dir
         if isinstance(observer, MongoObserver):
