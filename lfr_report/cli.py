@@ -1,6 +1,6 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
-    lfr report NAME [NAME ...] | all [--scale default] [--out reports/NAME.pdf]   (names: lfr report --help)
+    lfr report NAME [NAME ...] | all [--scale default] [--rehearse] [--out reports/NAME.pdf]   (names: lfr report --help)
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -24,6 +24,7 @@ from lfr_report.registry import REPORTS
 
 def _report(args: argparse.Namespace) -> None:
     from lfr_report.registry import report
+    from lfr_report.report.preflight import check_data
     from lfr_report.tracking import open_store
 
     chosen = list(REPORTS) if "all" in args.names else list(dict.fromkeys(args.names))
@@ -31,9 +32,10 @@ def _report(args: argparse.Namespace) -> None:
     if args.out and out.suffix.lower() == ".pdf" and len(chosen) > 1:
         raise LfrError(f"--out {args.out} is one file but {len(chosen)} reports were asked for: give a folder")
     folder = not args.out or out.is_dir() or out.suffix.lower() != ".pdf"  # a folder: NAME.pdf inside it
+    check_data([need for name in chosen for need in report(name).needed(args.scale, args.rehearse)])  # before any run
     store = open_store()
     for name in chosen:
-        path = report(name).build(store, args.scale, out / f"{name}.pdf" if folder else out)
+        path = report(name).build(store, args.scale, out / f"{name}.pdf" if folder else out, args.rehearse)
         print(f"report written: {path}")
 
 
@@ -164,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
                         help=f"which reports: {', '.join(REPORTS)}, or all")  # fmt: skip
     report.add_argument("--scale", default="default", choices=("smoke", "default", "full"),
                         help="which named config of the experiments to use (default: default)")  # fmt: skip
+    report.add_argument("--rehearse", action="store_true",
+                        help="the scale's every setting with only sizes shrunk (the `rehearsal` named config): "
+                             "minutes on a CPU, to check --scale full before a GPU run")  # fmt: skip
     report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
     report.set_defaults(func=_report)
 
