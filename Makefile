@@ -25,7 +25,7 @@ PARALLEL ?=
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-slow test-stack bench gpu-check lint lint-docker format clean-reports \
+.PHONY: help setup system-deps data report test test-rehearsal test-slow test-stack bench gpu-check lint lint-docker format clean-reports \
 	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
@@ -45,12 +45,15 @@ setup: system-deps $(STAMP) ## system packages and the virtual environment
 data: setup ## get the offline datasets the reports use
 	$(PY) -m lfr_report data get fashion_mnist mnist
 
-report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf
-	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) --executor $(EXECUTOR) $(if $(PARALLEL),--parallel $(PARALLEL))
+report: setup data ## run the experiments the reports need (if not stored yet) and write reports/*.pdf (REHEARSE=1: sizes shrunk)
+	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) $(if $(REHEARSE),--rehearse) --executor $(EXECUTOR) $(if $(PARALLEL),--parallel $(PARALLEL))
 
 test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one-node Slurm tests)
 	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh $(SLURM_PACKAGES)
 	$(PY) -m pytest -q
+
+test-rehearsal: setup ## every report from `full` configs with sizes shrunk, on CIFAR-10-format files the test writes (minutes)
+	$(PY) -m pytest -q -m rehearsal
 
 test-slow: setup ## the slow tests too (default-scale training)
 	$(PY) -m pytest -q -m "slow or not slow"

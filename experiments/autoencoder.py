@@ -102,6 +102,18 @@ def denoising():
 def full():
     scale = "full"  # the problem's setting: STL-10 (96x96 resized to 32x32) when on disk
     data = {"name": "stl10"}  # stl10 uses its unlabelled split when present; others split their train split
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"test_size": 64}
+    unlabelled = 128
+    labelled = 64
+    epochs = 1
+    classifier_epochs = 1
+    classifier_seeds = [0, 1]
 # fmt: on
 
 

@@ -105,6 +105,18 @@ def full():
     scale = "full"  # longer training of the same model; with pretrained encoders offline, swap them in here
     epochs = 40
     data = {"train_size": 50000}
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 128, "test_size": 64}
+    labelled = 64
+    epochs = 1
+    batch_size = 32
+    probe_epochs = 1
+    probe_seeds = [0, 1]
 # fmt: on
 
 

@@ -115,6 +115,18 @@ def full():
 
 
 @ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 600, "test_size": 200}  # |D| = 500 needs 500 real images for its random-subset baseline
+    epochs = 2
+    eval_every = 1
+    retrain_steps = 50
+    eval_seeds = 2
+    snapshots = 2
+
+
+@ex.named_config
 def penalty():
     solver = "penalty"  # quadratic penalty (rho/2) ||grad_w L_inner||^2, rho growing
 

@@ -97,6 +97,15 @@ def smoke():
 @ex.named_config
 def full():
     scale = "full"
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    silhouette_points = 200
+    tsne_points = 100
+    probe = {"epochs": 5}
 # fmt: on
 
 

@@ -63,6 +63,14 @@ def smoke():
 def full():
     scale = "full"
     data = {"name": "cifar10"}
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    images = 200
+    probe = {"epochs": 5}
 # fmt: on
 
 

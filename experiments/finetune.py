@@ -115,6 +115,16 @@ def full():
     data = {"train_size": None}
     epochs = 180
     min_steps = 0
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 128, "test_size": 64}
+    epochs = 1
+    seeds = [0, 1]
+    tsne_points = 64
 # fmt: on
 
 

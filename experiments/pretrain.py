@@ -129,6 +129,17 @@ def full():
     dim_epochs = 20
     dae_epochs = 10
     critic_width = 512
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 128, "test_size": 64}
+    dim_epochs = 1
+    dae_epochs = 1
+    batch_size = 32
+    tsne_points = 64
 # fmt: on
 
 

@@ -105,6 +105,17 @@ def full():
     data = {"name": "cifar10"}
     transfer = "stl10"
     epochs = 100
+
+
+@ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 128, "test_size": 64}
+    epochs = 1
+    batch_size = 32
+    probe_seeds = [0, 1]
+    probe = {"epochs": 5}
 # fmt: on
 
 

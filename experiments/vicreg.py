@@ -109,6 +109,17 @@ def full():
 
 
 @ex.named_config
+def rehearsal():
+    # `with full rehearsal`: every setting of full with only its sizes shrunk, minutes on a CPU (a check before a GPU run)
+    scale = "full rehearsal"
+    data = {"train_size": 128, "test_size": 64}
+    epochs = 1
+    batch_size = 32
+    tsne_points = 64
+    probe = {"epochs": 5}
+
+
+@ex.named_config
 def no_variance():
     mu = 0.0  # ablation 1 (Q4): the variance term removed
 

@@ -1,6 +1,6 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
-    lfr report NAME [NAME ...] | all [--scale default] [--out reports/NAME.pdf]   (names: lfr report --help)
+    lfr report NAME [NAME ...] | all [--scale default] [--rehearse] [--out reports/NAME.pdf]   (names: lfr report --help)
                [--dry-run] [--executor inline|local|slurm] [--parallel K] [--slurm-config FILE] ...
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
@@ -26,6 +26,7 @@ from lfr_report.registry import REPORTS
 
 def _report(args: argparse.Namespace) -> None:
     from lfr_report.registry import report
+    from lfr_report.report.preflight import check_data
     from lfr_report.tracking import open_store
 
     chosen = list(REPORTS) if "all" in args.names else list(dict.fromkeys(args.names))
@@ -34,6 +35,9 @@ def _report(args: argparse.Namespace) -> None:
         raise LfrError(f"--out {args.out} is one file but {len(chosen)} reports were asked for: give a folder")
     folder = not args.out or out.is_dir() or out.suffix.lower() != ".pdf"  # a folder: NAME.pdf inside it
     how = _launch_settings(args)
+    if args.rehearse and (args.dry_run or how is not None):
+        raise LfrError("--rehearse runs inline only: leave out --dry-run and --executor")
+    check_data([need for name in chosen for need in report(name).needed(args.scale, args.rehearse)])  # before any run
     store = open_store()
     for name in chosen:
         declared = report(name)
@@ -44,7 +48,7 @@ def _report(args: argparse.Namespace) -> None:
                 print(launch.describe_plan(declared, args.scale, store, launch.plan(declared, store, args.scale)))
                 continue
             launch.launch(declared, store, args.scale, how)
-        path = declared.build(store, args.scale, out / f"{name}.pdf" if folder else out)
+        path = declared.build(store, args.scale, out / f"{name}.pdf" if folder else out, args.rehearse)
         print(f"report written: {path}")
 
 
@@ -191,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
                         help=f"which reports: {', '.join(REPORTS)}, or all")  # fmt: skip
     report.add_argument("--scale", default="default", choices=("smoke", "default", "full"),
                         help="which named config of the experiments to use (default: default)")  # fmt: skip
+    report.add_argument("--rehearse", action="store_true",
+                        help="the scale's every setting with only sizes shrunk (the `rehearsal` named config): "
+                             "minutes on a CPU, to check --scale full before a GPU run")  # fmt: skip
     report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
     report.add_argument("--dry-run", action="store_true",
                         help="print the plan (runs found, runs that would run, in which wave) and stop")  # fmt: skip

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import pickle
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from pypdf import PdfReader
 
+from lfr_report.data import DATASETS
 from lfr_report.tracking.store import RunStore
 from lfr_report.tracking.transfer import signature
 
@@ -61,4 +66,104 @@ def build_session_store(root: Path, gather: Callable) -> Path:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    return root
+
+
+# --- data sets in their real on-disk formats ---------------------------------------------
+
+
+def patterned_images(n: int, shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 images of ``shape`` (C, H, W) and their labels 0..9: class k is a grating
+    of k % 5 + 1 cycles (vertical for k < 5) in a colour of its own, with noise, so that
+    encoders, probes and retrieval have something to find and figures show structure."""
+    rng = np.random.default_rng(seed)
+    channels, height, width = shape
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    colours = np.random.default_rng(99).uniform(0.3, 1.0, (10, channels))
+    images = np.empty((n, channels, height, width), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        phase = rng.uniform(0, 2 * np.pi)
+        wave = 0.5 + 0.5 * np.sin(2 * np.pi * (k % 5 + 1) * (x if k < 5 else y) + phase)
+        pixels = colours[k][:, None, None] * wave + rng.normal(0, 0.1, (channels, height, width))
+        images[i] = np.clip(pixels * 255, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """``array`` as an IDX file (MNIST's format: big-endian header, uint8 payload), gzipped or not."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def write_idx_dataset(directory: Path, n_train=6, n_test=4, gz=True, patterned=False) -> dict[str, np.ndarray]:
+    """The four IDX files of an MNIST-like data set in ``directory`` (torchvision's ``raw`` layout)."""
+    if patterned:
+        (train, train_y), (test, test_y) = (
+            patterned_images(n_train, (1, 28, 28)),
+            patterned_images(n_test, (1, 28, 28), 1),
+        )
+        train, test = train[:, 0], test[:, 0]
+    else:
+        rng = np.random.default_rng(0)
+        train, train_y = rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10
+        test, test_y = rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10
+    arrays = {"train-images-idx3-ubyte": train, "train-labels-idx1-ubyte": train_y,
+              "t10k-images-idx3-ubyte": test, "t10k-labels-idx1-ubyte": test_y}  # fmt: skip
+    for name, array in arrays.items():
+        write_idx(directory / name, array, gz)
+    return arrays
+
+
+def write_cifar10(root: Path, per_batch=3, test: int | None = None, patterned=False) -> np.ndarray:
+    """CIFAR-10's python version under ``root/cifar-10-batches-py``: ``data_batch_1..5`` of
+    ``per_batch`` images each, ``test_batch`` (``test`` images, default ``per_batch``) and
+    ``batches.meta``, pickled as the real files are. Returns the first batch's rows."""
+    directory = root / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    first = None
+    for i, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        n = per_batch if name != "test_batch" or test is None else test
+        if patterned:
+            images, labels = patterned_images(n, (3, 32, 32), seed=i)
+            data, labels = images.reshape(n, 3072), labels.tolist()
+        else:
+            data, labels = rng.integers(0, 256, (n, 3072), dtype=np.uint8), [k % 10 for k in range(n)]
+        first = data if first is None else first
+        with (directory / name).open("wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f)
+    with (directory / "batches.meta").open("wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in DATASETS["cifar10"].classes]}, f)
+    return first
+
+
+def write_stl10(root: Path, train: int, test: int, unlabeled: int) -> None:
+    """STL-10's binary version under ``root/stl10_binary``: ``*_X.bin`` (each 3x96x96 image
+    column-major per channel) and ``*_y.bin`` (labels 1..10), as the real files are."""
+    directory = root / "stl10_binary"
+    directory.mkdir(parents=True)
+    for seed, (split, n) in enumerate((("train", train), ("test", test), ("unlabeled", unlabeled))):
+        images, labels = patterned_images(n, (3, 96, 96), seed=10 + seed)
+        (directory / f"{split}_X.bin").write_bytes(np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes())
+        if split != "unlabeled":
+            (directory / f"{split}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
+
+
+def write_full_data(root: Path) -> Path:
+    """Every data set the ``full`` configs read, in their real formats, a few hundred images
+    each (what ``rehearsal`` needs): CIFAR-10 (python pickles), STL-10 (binary), MNIST and
+    Fashion-MNIST (IDX, torchvision's layout)."""
+    write_cifar10(root, per_batch=30, test=100, patterned=True)
+    write_stl10(root, train=100, test=100, unlabeled=150)
+    for folder in ("MNIST", "FashionMNIST"):
+        write_idx_dataset(root / folder / "raw", n_train=700, n_test=250, patterned=True)
     return root

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import pickle
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_cifar10, write_idx_dataset
 
-from lfr_report.data import DATASETS, load_dataset
 from lfr_report.data import datasets as registry
+from lfr_report.data import load_dataset
 from lfr_report.errors import ConfigError, DataError
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        path.write_bytes(gzip.compress(payload))
-    else:
-        path.write_bytes(payload)
-    return path
-
-
-def write_idx_dataset(directory: Path, n_train=6, n_test=4, gz=True) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
-    }
-    for name, array in arrays.items():
-        write_idx(directory / name, array, gz)
-    return arrays
 
 
 def test_fashion_mnist_in_torchvision_layout_is_read(isolated):
@@ -91,21 +63,6 @@ def test_unknown_dataset_and_split_are_config_errors():
         load_dataset("imagenet_22k")
     with pytest.raises(ConfigError, match="no split 'validation'"):
         load_dataset("synthetic", "validation")
-
-
-def write_cifar10(root: Path, per_batch=3) -> np.ndarray:
-    directory = root / "cifar-10-batches-py"
-    directory.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    first = None
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        first = data if first is None else first
-        with (directory / name).open("wb") as f:
-            pickle.dump({b"data": data, b"labels": list(range(per_batch)), b"batch_label": name.encode()}, f)
-    with (directory / "batches.meta").open("wb") as f:
-        pickle.dump({b"label_names": [n.encode() for n in DATASETS["cifar10"].classes]}, f)
-    return first
 
 
 def test_cifar10_python_batches_are_read_without_md5_checks(isolated):

@@ -63,6 +63,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     get_command: str  # the one command that gets it
     read: Callable[[str, Path], tuple[np.ndarray, np.ndarray, str]]  # (split, data_dir) -> images, labels, source
+    url: str = ""  # the official archive, for machines where `get_command` cannot download (unpacked into data_dir)
 
     @property
     def channels(self) -> int:
@@ -305,12 +306,12 @@ _SPECS = (
     DatasetSpec(
         name="cifar10", title="CIFAR-10", classes=_CIFAR_CLASSES, shape=(3, 32, 32),
         mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), splits=("train", "test"),
-        get_command=_get("cifar10"), read=_read_cifar10,
+        get_command=_get("cifar10"), read=_read_cifar10, url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     ),
     DatasetSpec(
         name="stl10", title="STL-10", classes=_STL_CLASSES, shape=(3, 96, 96),
         mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), splits=("train", "test", "unlabeled"),
-        get_command=_get("stl10"), read=_read_stl10,
+        get_command=_get("stl10"), read=_read_stl10, url="http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
     ),
     DatasetSpec(
         name="digits", title="scikit-learn digits", classes=_DIGITS, shape=(1, 8, 8),
@@ -351,6 +352,7 @@ def load_dataset(name: str, split: str = "train", root: Path | None = None) -> I
         raise DataError(
             f"dataset {name!r} not found (looked in {', '.join(str(p) for p in exc.looked)}); "
             f"get it with: {spec.get_command}"
+            + (f" (needs internet), or download {spec.url} and unpack it into {root}/" if spec.url else "")
         ) from None
     except formats.CorruptFile as exc:
         raise DataError(

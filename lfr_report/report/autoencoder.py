@@ -78,12 +78,14 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         "clip_loss": _clip_curves(clip_metrics, runs["clip"], doc),
     }
     retrieval = read_npz(store, runs["clip"].id, names.RETRIEVAL)
-    figs["retrieval"] = _retrieval_figure(retrieval, spec["classes"], runs["clip"], doc)
+    clip_spec = runs["clip"].info["data_spec"]  # its own data set: at full, STL-10 is the autoencoder's only
+    figs["retrieval"] = _retrieval_figure(retrieval, clip_spec["classes"], runs["clip"], doc)
     return {
         "run": plain,
         "dae": runs["denoising"],
         "clip": runs["clip"],
         "spec": spec,
+        "clip_spec": clip_spec,
         "shapes": plain.info["layer_shapes"],
         "weights": plain.info["weights"],
         "code_size": plain.info["code_size"],
@@ -95,9 +97,9 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         "iv_vs_i": by_row.get("IV", float("nan")) - by_row.get("I", float("nan")),
         "mse": {key: metrics[key][names.test_metric("loss")].last for key in ("plain", "denoising")},
         "clip_results": clip,
-        "loss_floor": float(np.log(runs["clip"].config["batch_size"] / len(spec["classes"]))),
+        "loss_floor": float(np.log(runs["clip"].config["batch_size"] / len(clip_spec["classes"]))),
         "clip_table": clip_table,
-        "queries": _query_rows(retrieval, spec["classes"]),
+        "queries": _query_rows(retrieval, clip_spec["classes"]),
         "figures": figs,
     }
 

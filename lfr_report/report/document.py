@@ -69,6 +69,13 @@ def run_seconds(run: Run) -> float | None:
     return (stop - start).total_seconds() if start and stop else None
 
 
+def report_options(scale: str) -> str:
+    """The ``lfr report`` options that make runs of ``scale`` (a config's ``scale`` value):
+    ``full rehearsal``, the ``rehearsal`` named config after ``full``, is ``--scale full --rehearse``."""
+    base, _, rehearsal = scale.partition(" ")
+    return f"--scale {base}" + (" --rehearse" if rehearsal == "rehearsal" else "")
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """What the first page says about a run: what, when, where, from which code."""
     start, elapsed = _parse(run.start_time), run_seconds(run)
@@ -94,5 +101,6 @@ def run_summary(run: Run) -> dict[str, Any]:
         "commit": run.commit or "unknown",
         "data_source": run.info.get("data_source", ""),
         "command": f"python experiments/{run.experiment}.py with {run.config.get('scale', '')}",
+        "report_options": report_options(str(run.config.get("scale", ""))),
         "resumed_from_epoch": run.info.get("resumed_from_epoch", 0),
     }

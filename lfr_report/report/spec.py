@@ -18,7 +18,7 @@ the id of the run declared as ``vicreg``, which makes the dependency explicit::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from lfr_report.report.runner import find_or_run
 from lfr_report.tracking.store import Run, RunStore, run_key
 
 Runs = dict[str, Run]  # the runs a report found, by the key of their Need
+
+REHEARSAL = "rehearsal"  # every experiment's named config that keeps a scale's settings and shrinks its sizes
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,19 @@ class Report:
     needs: Callable[[str], list[Need]]  # the runs at a scale, each after those it uses
     sections: Callable[[RunStore, Runs, Document], dict[str, Any]]  # the template's figures, tables, numbers
 
-    def gather(self, store: RunStore, scale: str) -> Runs:
-        """Every run this report needs at ``scale``, found in ``store`` or run now."""
-        return gather(self.needs(scale), store)
+    def needed(self, scale: str, rehearse: bool = False) -> list[Need]:
+        """The runs this report needs at ``scale``; ``rehearse``: each with the ``rehearsal``
+        named config last, so that only its sizes differ from ``scale``'s (its sizes win)."""
+        needs = self.needs(scale)
+        return [replace(need, named=[*need.named, REHEARSAL]) for need in needs] if rehearse else needs
 
-    def build(self, store: RunStore, scale: str, out: Path) -> Path:
+    def gather(self, store: RunStore, scale: str, rehearse: bool = False) -> Runs:
+        """Every run this report needs at ``scale``, found in ``store`` or run now."""
+        return gather(self.needed(scale, rehearse), store)
+
+    def build(self, store: RunStore, scale: str, out: Path, rehearse: bool = False) -> Path:
         """Find (or run) every run this report needs at ``scale`` and write its PDF to ``out``."""
-        return build(self, store, scale, out)
+        return build(self, store, scale, out, rehearse)
 
 
 def gather(needs: Sequence[Need], store: RunStore) -> Runs:
@@ -112,9 +120,10 @@ def gather(needs: Sequence[Need], store: RunStore) -> Runs:
     return runs
 
 
-def build(report: Report, store: RunStore, scale: str, out: Path) -> Path:
-    """Find (or run) every run ``report`` needs at ``scale`` and write its PDF to ``out``."""
-    needs = report.needs(scale)
+def build(report: Report, store: RunStore, scale: str, out: Path, rehearse: bool = False) -> Path:
+    """Find (or run) every run ``report`` needs at ``scale`` (``rehearse``: with sizes shrunk)
+    and write its PDF to ``out``."""
+    needs = report.needed(scale, rehearse)
     runs = gather(needs, store)
     doc = Document(title=report.title, report=report.name)
     sections = report.sections(store, runs, doc)

@@ -248,7 +248,8 @@ def _q6_eigenmaps(store, runs, metrics, vicreg_map, classes, doc) -> dict[str, A
         "Linear probes of VICReg and of Laplacian eigenmaps, and how each was evaluated.", runs["vicreg"], eig
     )
     return {"figure": figure, "table": table, "rows": rows, "tsne_knn": {"vicreg": vicreg_accuracy, "eigenmaps": eig_accuracy},
-            "config": eig.config, "graph_components": eig.info.get("graph_components", 0)}  # fmt: skip
+            "config": eig.config, "graph_components": eig.info.get("graph_components", 0),
+            "embedded": len(eigenmap["labels"])}  # fmt: skip
 
 
 def _q7_retrieval(store, runs, classes, doc) -> dict[str, Any]:

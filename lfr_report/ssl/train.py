@@ -430,12 +430,14 @@ def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> P
     fingerprints of the data sets the run has read (``identity.checkpoint_reads``), so a
     checkpoint made on other files is never resumed; one line says so when there is one, and
     the run starts fresh. The first call of a run also takes the configuration's lock
-    (``tracking.lock``): a second process running the same configuration is refused.
+    (``tracking.lock``; rank 0 alone under torchrun): a second process running the same
+    configuration is refused.
     """
     config_digest = _config_digest(config)
     stem = f"{experiment}-{config_digest}-{_digest(identity.checkpoint_reads())}"
     directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
-    lock.acquire(directory / f"{experiment}-{config_digest}.lock")
+    if distributed.is_main():  # under torchrun rank 0 holds the lock for the whole run (it writes the checkpoints)
+        lock.acquire(directory / f"{experiment}-{config_digest}.lock")
     for other in sorted(directory.glob(f"{experiment}-{config_digest}-*.pt")):
         if not other.name.startswith(stem) and other not in _said_other_data:
             _said_other_data.add(other)
@@ -466,7 +468,8 @@ def remove_checkpoints(experiment: str, config: dict) -> None:
     path = checkpoint_path(experiment, config)
     for found in [path, *path.parent.glob(f"{path.stem}-*.pt"), *path.parent.glob(f".{path.stem}*.tmp")]:
         found.unlink(missing_ok=True)
-    lock.release(path.parent / f"{experiment}-{_config_digest(config)}.lock")
+    if distributed.is_main():
+        lock.release(path.parent / f"{experiment}-{_config_digest(config)}.lock")
 
 
 def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:
