@@ -114,7 +114,7 @@ def new_experiment(
 # --- config checks ---------------------------------------------------------------------
 
 # Keys most experiments have: checked wherever the config holds them.
-COMMON = {"scale": one_of("smoke", "default", "full"), "seed": a_seed, "device": device}
+COMMON = {"scale": one_of("smoke", "default", "full", "full rehearsal"), "seed": a_seed, "device": device}
 
 
 def checks(ex: Experiment, table: Mapping[str, Check], extra: Callable[[dict], None] | None = None) -> None:
