@@ -25,8 +25,8 @@ from lfr_report.registry import REPORTS
 
 
 def _report(args: argparse.Namespace) -> None:
+    from lfr_report.preflight import check_data
     from lfr_report.registry import report
-    from lfr_report.report.preflight import check_data
     from lfr_report.tracking import open_store
 
     chosen = list(REPORTS) if "all" in args.names else list(dict.fromkeys(args.names))
