@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -275,16 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     # The check points the data, checkpoints and store at its own folder, and on a CPU makes
     # torch.compile return the model as it is (no minutes of C++); both are undone after it.
-    saved = {key: os.environ.get(key) for key in ("LFR_DATA_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")}
-    try:
-        with torch._dynamo.config.patch(disable=device.type == "cpu"):
-            return check(args, device)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with mock.patch.dict(os.environ), torch._dynamo.config.patch(disable=device.type == "cpu"):
+        return check(args, device)
 
 
 def check(args: argparse.Namespace, device: torch.device) -> int:

@@ -9,6 +9,7 @@ import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from pypdf import PdfReader
@@ -54,18 +55,9 @@ def build_session_store(root: Path, gather: Callable) -> Path:
     which cannot use monkeypatch."""
     from lfr_report.tracking.store import FileRunStore
 
-    keys = ("LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR", "LFR_MONGO_URL")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(LFR_RUNS_DIR=str(root), LFR_CHECKPOINT_DIR=str(root.parent / "checkpoints"))
-    os.environ.pop("LFR_MONGO_URL", None)
-    try:
+    with mock.patch.dict(os.environ, LFR_RUNS_DIR=str(root), LFR_CHECKPOINT_DIR=str(root.parent / "checkpoints")):
+        os.environ.pop("LFR_MONGO_URL", None)
         gather(FileRunStore(root), "smoke")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return root
 
 
