@@ -194,6 +194,59 @@ def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its
     assert _statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
 
 
+_REPORT_EIGENMAPS = """
+import sys
+from lfr_report.report.runner import find_or_run
+from lfr_report.tracking.store import FileRunStore
+print(find_or_run(FileRunStore(sys.argv[1]), "eigenmaps", ["smoke"]).id, flush=True)
+"""
+
+_HOLD_EIGENMAPS_LOCK = """
+import sys
+from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.tracking import lock
+lock.acquire(lock.for_config("eigenmaps", expected_config(load_experiment("eigenmaps"), ["smoke"])))
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _python(code: str, *args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+
+def test_two_reports_at_once_run_an_experiment_without_checkpoints_once(isolated):
+    """Two reports wanting the same checkpoint-less run while a third process runs it: both
+    wait, one line each, and they end with one run between them, not three or two."""
+    holder = _python(_HOLD_EIGENMAPS_LOCK, cwd=isolated)
+    assert holder.stdout.readline().strip() == "held", holder.communicate()
+    reports = [_python(_REPORT_EIGENMAPS, str(isolated / "runs"), cwd=isolated) for _ in range(2)]
+    for report in reports:
+        line = report.stderr.readline()
+        while line and "waiting for it to finish" not in line:
+            line = report.stderr.readline()
+        assert line.startswith(f"pid {holder.pid} is running `experiments/eigenmaps.py with smoke` now"), line
+    holder.communicate(input="")  # the holder ends: its lock is free
+    ids = []
+    for report in reports:
+        out, err = report.communicate(timeout=600)
+        assert report.returncode == 0, err
+        ids.append(out.strip().splitlines()[-1])
+    assert ids[0] == ids[1] and _statuses(isolated / "runs") == ["COMPLETED"]
+    assert not list((isolated / "checkpoints").glob("*.lock"))  # released when the runs ended
+
+
+def test_a_run_without_checkpoints_takes_its_configuration_lock(isolated):
+    ex = load_experiment("eigenmaps")
+    held = lock.for_config("eigenmaps", dict(ex.run(named_configs=["smoke"], options=QUIET).config))
+    try:
+        assert held.read_text().strip() == str(os.getpid())  # begin_run took it; the process holds it
+    finally:
+        lock.release(held)
+
+
 # --- how a run ends when it is killed --------------------------------------------------------
 
 

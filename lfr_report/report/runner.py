@@ -18,10 +18,11 @@ from typing import Any
 from sacred import Experiment
 from sacred.initialize import create_run
 
-from lfr_report.errors import ConfigError
+from lfr_report.errors import Busy, ConfigError
 from lfr_report.experiment import same_data
 from lfr_report.registry import EXPERIMENTS
 from lfr_report.resources import experiments_dir
+from lfr_report.tracking import lock
 from lfr_report.tracking.observers import default_observer
 from lfr_report.tracking.store import STALE_AFTER_S, Run, RunStore
 
@@ -81,17 +82,34 @@ def find_or_run(
     updates: dict[str, Any] | None = None,
 ) -> Run:
     """The newest COMPLETED run of this exact config made on the data files present now; runs
-    the experiment first if there is none."""
+    the experiment first if there is none.
+
+    Before running it, the configuration's lock is taken (``tracking.lock``): when another
+    process (a second ``make report``) is running this configuration now, one line says so
+    and this one waits for it, then reuses its run instead of running it a second time."""
     found = find(store, experiment, named_configs, updates)
     if found is not None:
         return found
     ex = load_experiment(experiment)
-    print(f"no completed run of `{command(experiment, named_configs, updates)}` in {store.location}: running it now",
-          file=sys.stderr)  # fmt: skip
-    observer = default_observer()
-    ex.observers.append(observer)
+    held = lock.for_config(ex.path, expected_config(ex, named_configs, updates))
     try:
-        run = ex.run(config_updates=dict(updates or {}), named_configs=list(named_configs))
+        lock.acquire(held)
+    except Busy:
+        print(f"{lock.holder(held)} is running `{command(experiment, named_configs, updates)}` now: waiting for it "
+              "to finish, then reusing its run", file=sys.stderr)  # fmt: skip
+        lock.acquire(held, wait=True)
+    try:
+        found = find(store, experiment, named_configs, updates)  # the process we waited for may have made it
+        if found is not None:
+            return found
+        print(f"no completed run of `{command(experiment, named_configs, updates)}` in {store.location}: "
+              "running it now", file=sys.stderr)  # fmt: skip
+        observer = default_observer()
+        ex.observers.append(observer)
+        try:
+            run = ex.run(config_updates=dict(updates or {}), named_configs=list(named_configs))
+        finally:
+            ex.observers.remove(observer)
+        return store.get(str(run._id))
     finally:
-        ex.observers.remove(observer)
-    return store.get(str(run._id))
+        lock.release(held)

@@ -26,8 +26,6 @@ so BatchNorm sees each view on its own) and compute the objective.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import sys
@@ -433,11 +431,11 @@ def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> P
     (``tracking.lock``; rank 0 alone under torchrun): a second process running the same
     configuration is refused.
     """
-    config_digest = _config_digest(config)
-    stem = f"{experiment}-{config_digest}-{_digest(identity.checkpoint_reads())}"
+    config_digest = lock.config_digest(config)
+    stem = f"{experiment}-{config_digest}-{lock.digest(identity.checkpoint_reads())}"
     directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
     if distributed.is_main():  # under torchrun rank 0 holds the lock for the whole run (it writes the checkpoints)
-        lock.acquire(directory / f"{experiment}-{config_digest}.lock")
+        lock.acquire(lock.for_config(experiment, config))
     for other in sorted(directory.glob(f"{experiment}-{config_digest}-*.pt")):
         if not other.name.startswith(stem) and other not in _said_other_data:
             _said_other_data.add(other)
@@ -447,14 +445,6 @@ def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> P
 
 
 _said_other_data: set[Path] = set()
-
-
-def _config_digest(config: dict) -> str:
-    return _digest({k: v for k, v in config.items() if k != "device"})
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _describe_reads() -> str:
@@ -469,7 +459,7 @@ def remove_checkpoints(experiment: str, config: dict) -> None:
     for found in [path, *path.parent.glob(f"{path.stem}-*.pt"), *path.parent.glob(f".{path.stem}*.tmp")]:
         found.unlink(missing_ok=True)
     if distributed.is_main():
-        lock.release(path.parent / f"{experiment}-{_config_digest(config)}.lock")
+        lock.release(lock.for_config(experiment, config))
 
 
 def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25) -> Tensor:

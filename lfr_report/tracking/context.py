@@ -13,6 +13,7 @@ import torch
 from lfr_report import distributed
 from lfr_report.errors import ConfigError
 from lfr_report.resources import REPO_ROOT
+from lfr_report.tracking import lock
 
 
 def seed_everything(seed: int) -> None:
@@ -70,7 +71,10 @@ def git_commit(path: Path = REPO_ROOT) -> str | None:
 def begin_run(run, seed: int, device: str) -> torch.device:
     """What every experiment does first: seed Python, NumPy and torch, pick the device, and
     record in the run's info the device, the git commit and the torch version; from here on
-    the data sets read are this run's (``lfr_report.data.identity``).
+    the data sets read are this run's (``lfr_report.data.identity``). It takes the
+    configuration's lock (``tracking.lock.for_config``; rank 0 alone under torchrun), so a
+    second process running the same configuration, with or without checkpoints, is refused
+    in one line naming the first.
 
     Under torchrun the process joins the others (``lfr_report.distributed.start``: its own
     GPU) and every rank takes rank 0's seed; the info records ``world_size``."""
@@ -82,6 +86,8 @@ def begin_run(run, seed: int, device: str) -> torch.device:
         resolved = distributed.start(resolved)
         seed = int(distributed.object_from_rank0(seed))
         run.info["world_size"] = distributed.size()
+    if distributed.is_main():
+        lock.acquire(lock.for_config(run.experiment_info["name"], run.config))
     seed_everything(seed)
     if resolved.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once

@@ -17,6 +17,8 @@ test that reruns a failed run in-process, is not refused by itself.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -33,8 +35,32 @@ def _holder(path: Path) -> str:
     return f"pid {pid}" if pid else "another process"
 
 
-def acquire(path: Path) -> None:
-    """Hold the lock file ``path`` for this process; ``Busy`` (one line) if another holds it."""
+def digest(value: object) -> str:
+    """A short stable digest of a JSON-able value (a config, a set of data fingerprints)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_digest(config: dict) -> str:
+    """The digest naming one configuration; the device is left out (a run may resume on another)."""
+    return digest({k: v for k, v in config.items() if k != "device"})
+
+
+def for_config(experiment: str, config: dict) -> Path:
+    """The lock file of ``experiment`` run with ``config``: ``<experiment>-<config digest>.lock``
+    in ``$LFR_CHECKPOINT_DIR`` (default ``checkpoints/``), beside its checkpoints. Every run
+    takes it when it begins (``tracking.context.begin_run``), with or without checkpoints."""
+    directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
+    return directory / f"{experiment}-{config_digest(config)}.lock"
+
+
+def holder(path: Path) -> str:
+    """Who holds the lock file ``path``, as far as it says: ``pid N``."""
+    return _holder(path.absolute())
+
+
+def acquire(path: Path, wait: bool = False) -> None:
+    """Hold the lock file ``path`` for this process; if another holds it, ``Busy`` (one
+    line), or with ``wait`` block until it is free."""
     path = path.absolute()
     if path in _held:
         return
@@ -42,7 +68,7 @@ def acquire(path: Path) -> None:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise Busy(f"{_holder(path)} is running this configuration now (lock {path}); wait for it to finish "
