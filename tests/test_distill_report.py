@@ -82,6 +82,10 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     assert "The targets, and whether they hold" in text and "a wider inner learner (256 hidden units)" in text
     ceiling = store.metrics(runs["baselines_100"].id)["supervised_test_accuracy"].last
     assert f"reaches {100 * ceiling:.1f}% (run {runs['baselines_100'].id})" in text  # target (a) with its run
+    above = [s for s in ("penalty", "value", "implicit")
+             if store.metrics(runs[s].id)["course_test_accuracy"].last > ceiling]  # fmt: skip
+    # the network trained on the labels alone is called a ceiling only when no solver's protocol (a) is above it
+    assert ("is not a ceiling here" in text) == bool(above) and ("protocol (a) stays under it" in text) != bool(above)
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
     assert len({run.id for run in runs.values()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 

@@ -111,3 +111,17 @@ def test_pdf_write_is_atomic_when_weasyprint_fails(isolated, monkeypatch):
         render.write_pdf("<html></html>", out)
     assert out.read_bytes() == b"%PDF-old"
     assert list(isolated.glob(".x.pdf.tmp")) == []
+
+
+def test_where_it_ran_names_each_data_source_once_though_runs_read_several():
+    from lfr_report.report.document import data_sources
+    from lfr_report.tracking.store import Run
+
+    sources = [
+        "data/mnist (train); data/mnist (test)",
+        "data/mnist (train); data/mnist (test); data/fashion (train)",
+        "",
+    ]
+    runs = [Run(id=str(i), experiment="distill", status="COMPLETED", config={}, info={"data_source": s})
+            for i, s in enumerate(sources)]  # fmt: skip
+    assert data_sources(runs) == ["data/mnist (train)", "data/mnist (test)", "data/fashion (train)"]

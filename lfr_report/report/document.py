@@ -76,6 +76,13 @@ def report_options(scale: str) -> str:
     return f"--scale {base}" + (" --rehearse" if rehearsal == "rehearsal" else "")
 
 
+def data_sources(runs: list[Run]) -> list[str]:
+    """Where the runs read their data, each place once, in the order first met: a run that
+    read several (a distillation run's ``train; test``, its second task) gives each of them."""
+    found = [part for run in runs for part in str(run.info.get("data_source", "")).split("; ") if part]
+    return list(dict.fromkeys(found))
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """What the first page says about a run: what, when, where, from which code."""
     start, elapsed = _parse(run.start_time), run_seconds(run)

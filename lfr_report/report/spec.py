@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lfr_report.report.document import Document, run_summary
+from lfr_report.report.document import Document, data_sources, run_summary
 from lfr_report.report.notes import read_note
 from lfr_report.report.render import render_html, write_pdf
 from lfr_report.report.runner import find_or_run
@@ -130,6 +130,7 @@ def build(report: Report, store: RunStore, scale: str, out: Path, rehearse: bool
     context = {
         "doc": doc,
         "runs": [{**run_summary(runs[need.key]), "role": need.describe(runs)} for need in needs],
+        "data_sources": data_sources([runs[need.key] for need in needs]),
         "notes": {key: read_note(report.name, key) for key in report.note_keys},
         **sections,
     }
