@@ -27,7 +27,8 @@ from lfr_report.errors import Busy
 _held: dict[Path, int] = {}  # lock file -> its open descriptor, in this process
 
 
-def _holder(path: Path) -> str:
+def holder(path: Path) -> str:
+    """Who holds the lock file ``path``, as far as it says: ``pid N`` (else ``another process``)."""
     try:
         pid = path.read_text().strip()
     except OSError:
@@ -53,11 +54,6 @@ def for_config(experiment: str, config: dict) -> Path:
     return directory / f"{experiment}-{config_digest(config)}.lock"
 
 
-def holder(path: Path) -> str:
-    """Who holds the lock file ``path``, as far as it says: ``pid N``."""
-    return _holder(path.absolute())
-
-
 def acquire(path: Path, wait: bool = False) -> None:
     """Hold the lock file ``path`` for this process; if another holds it, ``Busy`` (one
     line), or with ``wait`` block until it is free."""
@@ -71,7 +67,7 @@ def acquire(path: Path, wait: bool = False) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise Busy(f"{_holder(path)} is running this configuration now (lock {path}); wait for it to finish "
+            raise Busy(f"{holder(path)} is running this configuration now (lock {path}); wait for it to finish "
                        "and run the same command again: it then reuses that run") from None  # fmt: skip
         # The holder before us may have removed the file between our open and our lock:
         # then we hold a lock on a file nobody else can see. Start again on the current one.
