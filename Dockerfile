@@ -4,11 +4,17 @@
 #   docker run --gpus all -v lfr-data:/data -v lfr-runs:/runs lfr experiments/vicreg.py with full
 #   docker run -v lfr-runs:/runs -v "$PWD/reports:/app/reports" lfr make report
 #   docker run --gpus all -e LFR_MONGO_URL=mongodb://... lfr experiments/vicreg.py with full
+#   (podman: the same commands, with --device nvidia.com/gpu=all for --gpus all)
 #
-# The base image already holds the torch build that pyproject.toml pins (2.14.1, CUDA 13.0),
-# so pip installs the package and its other pins around it: the same package `make report`
-# installs into .venv. docker-compose.yml runs it beside MongoDB and Omniboard.
-FROM pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+# The base is Debian bookworm with Python 3.11, the project's Python, and torch comes from
+# PyPI at the version pyproject.toml pins: its Linux wheels carry the CUDA 13.0 runtime
+# (nvidia-* wheels), so the image needs no CUDA base; the host's driver comes in through
+# --gpus all. Everything is rebuildable from the registries the project already uses (Debian,
+# PyPI). BASE can be swapped for a locally made Debian bookworm with python3 and python3-venv
+# (make test-container does, on a machine with no container registry): the steps below work
+# on both, since they install into a virtual environment, not the base's Python.
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -21,14 +27,22 @@ RUN apt-get update \
         make git npm dataset-fashion-mnist tini \
     && rm -rf /var/lib/apt/lists/*
 
+# The package's own environment, on PATH, so `python`, `pip` and `lfr` are its.
+ENV VIRTUAL_ENV=/opt/lfr PATH=/opt/lfr/bin:$PATH
+RUN python3 -m venv "$VIRTUAL_ENV"
+
 WORKDIR /app
 
-# Dependencies first (cached while only the code changes), then the code.
-COPY pyproject.toml README.md ./
-COPY lfr_report/__init__.py lfr_report/__init__.py
-RUN pip install --no-cache-dir "setuptools<81" . && pip uninstall -y lfr-report
+# Dependencies first, read from pyproject.toml alone, so the layer is rebuilt only when they
+# change; then the code. A machine with local wheel folders or a proxy's CA passes them as a
+# pip.conf mounted into the build (make test-container does); none of it stays in the image.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 COPY . .
-# The base image must be what pyproject.toml pins (tests/test_container.py checks these
+# The image must be what pyproject.toml pins (tests/test_container.py checks these
 # against it); `python -P` leaves /app off sys.path, so it imports the installed package,
 # which carries its own experiments/ and templates/ (setup.py), as the `lfr` command does.
 RUN pip install --no-cache-dir --no-deps . \

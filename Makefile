@@ -23,9 +23,11 @@ EXECUTOR ?= inline
 PARALLEL ?=
 # the one-node Slurm cluster that `make test` starts for the executor tests
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+# `make test-container`: podman (with runc) builds and runs the images, debootstrap makes their base
+CONTAINER_PACKAGES := podman runc debootstrap docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-rehearsal test-slow test-stack bench gpu-check lint lint-docker format clean-reports \
+.PHONY: help setup system-deps data report test test-rehearsal test-slow test-stack test-container bench gpu-check lint lint-docker format clean-reports \
 	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
@@ -54,6 +56,10 @@ test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one
 
 test-rehearsal: setup ## every report from `full` configs with sizes shrunk, on CIFAR-10-format files the test writes (minutes)
 	$(PY) -m pytest -q -m rehearsal
+
+test-container: setup ## as root: build the images with podman from a locally made Debian base and run them (minutes)
+	@bash scripts/system-deps.sh $(CONTAINER_PACKAGES)
+	$(PY) -m pytest -q -m container
 
 test-slow: setup ## the slow tests too (default-scale training)
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -28,6 +28,7 @@ def _report(args: argparse.Namespace) -> None:
     from lfr_report.preflight import check_data
     from lfr_report.registry import report
     from lfr_report.tracking import open_store
+    from lfr_report.tracking.store import check_can_record
 
     chosen = list(REPORTS) if "all" in args.names else list(dict.fromkeys(args.names))
     out = Path(args.out or "reports")
@@ -39,6 +40,8 @@ def _report(args: argparse.Namespace) -> None:
         raise LfrError("--rehearse runs inline only: leave out --dry-run and --executor")
     check_data([need for name in chosen for need in report(name).needed(args.scale, args.rehearse)])  # before any run
     store = open_store()
+    if not args.dry_run:
+        check_can_record()
     for name in chosen:
         declared = report(name)
         if args.dry_run or how is not None:

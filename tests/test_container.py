@@ -67,26 +67,36 @@ def dockerignore() -> list[str]:
 # --- versions ----------------------------------------------------------------------------
 
 
-def test_the_base_image_is_the_pinned_torch_and_its_cuda():
-    image = re.fullmatch(r"pytorch/pytorch:(?P<torch>[\d.]+)-cuda(?P<cuda>[\d.]+)-cudnn\d+-runtime", only("FROM"))
-    assert image, f"unexpected base image {only('FROM')}"
-    assert image["torch"] == pins()["torch"]
-    # the pinned wheel on this machine is the same build: its CUDA is the image's
-    if torch.__version__.split("+")[0] == pins()["torch"] and torch.version.cuda:
-        assert image["cuda"] == torch.version.cuda
-    # torchvision pairs with torch: 0.(minor + 15) for torch 2.minor
-    torch_minor, vision_minor = int(pins()["torch"].split(".")[1]), int(pins()["torchvision"].split(".")[1])
-    assert vision_minor == torch_minor + 15
+def build_arg(name: str) -> str:
+    """The default of ``ARG name=default``."""
+    (value,) = [args.split("=", 1)[1] for kind, args in DOCKERFILE if kind == "ARG" and args.startswith(f"{name}=")]
+    return value
+
+
+def test_the_base_is_debian_bookworm_with_the_projects_python():
+    """The default base and the one make test-container makes (debootstrap of bookworm) are one
+    Debian release with one Python minor version: the project's."""
+    assert [args for kind, args in DOCKERFILE if kind == "FROM"] == ["${BASE}"]
+    image = re.fullmatch(r"python:(?P<python>\d+\.\d+)-slim-(?P<debian>\w+)", build_arg("BASE"))
+    assert image, f"unexpected base image {build_arg('BASE')}"
+    assert image["debian"] == "bookworm"  # Debian bookworm's python3 is 3.11: the locally made base
+    minimum = re.fullmatch(r">=(\d+\.\d+)", PYPROJECT["project"]["requires-python"])
+    assert image["python"] == minimum[1] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def test_the_build_asserts_what_pyproject_pins():
-    """The image's build fails early if the base image drifts from the pins: its check says the same numbers."""
+    """The image's build fails early if torch drifts from the pins: its check says the same numbers,
+    and the CUDA it asserts is the pinned wheel's (torch's Linux wheels carry their CUDA runtime)."""
     check = next(args for name, args in DOCKERFILE if name == "RUN" and "--no-deps ." in args)
     minimum = re.fullmatch(r">=(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"])
     assert f"sys.version_info >= ({minimum[1]}, {minimum[2]})" in check
     assert f"== '{pins()['torch']}'" in check
-    image_cuda = re.search(r"-cuda([\d.]+)-", only("FROM"))[1]
-    assert f"torch.version.cuda == '{image_cuda}'" in check
+    cuda = re.search(r"torch\.version\.cuda == '([\d.]+)'", check)[1]
+    if torch.__version__.split("+")[0] == pins()["torch"] and torch.version.cuda:
+        assert cuda == torch.version.cuda
+    # torchvision pairs with torch: 0.(minor + 15) for torch 2.minor
+    torch_minor, vision_minor = int(pins()["torch"].split(".")[1]), int(pins()["torchvision"].split(".")[1])
+    assert vision_minor == torch_minor + 15
     assert "python -P" in check and "experiments_dir()" in check and "templates_dir()" in check
 
 
@@ -157,6 +167,14 @@ def test_entrypoint_passes_other_commands_through(entrypoint_env, tmp_path):
     assert entrypoint("true", env=entrypoint_env, cwd=tmp_path).returncode == 0
 
 
+def test_entrypoint_refuses_a_missing_script_in_one_line_naming_the_experiments(entrypoint_env):
+    done = entrypoint("experiments/nope.py", "with", "smoke", env=entrypoint_env, cwd=REPO)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: no script experiments/nope.py in ")
+    assert all(f"experiments/{name}" in line for name in ("vicreg.py", "simclr.py", "distill.py"))
+
+
 # --- compose -----------------------------------------------------------------------------
 
 
@@ -203,7 +221,7 @@ def test_the_runner_gets_the_mongo_url_of_the_stacks_mongodb(compose):
 
 
 def test_the_runners_volumes_are_where_the_image_writes(compose):
-    env = dict(re.findall(r"(\w+)=(\S+)", only("ENV")))
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for kind, args in DOCKERFILE if kind == "ENV")))
     mounts = {volume.split(":")[1] for volume in compose["services"]["runner"]["volumes"]}
     workdir = only("WORKDIR")
     assert {env["LFR_RUNS_DIR"], env["LFR_DATA_DIR"], f"{workdir}/reports", f"{workdir}/notes"} <= mounts

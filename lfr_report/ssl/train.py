@@ -46,6 +46,7 @@ from lfr_report.data import identity
 from lfr_report.errors import ConfigError, Diverged
 from lfr_report.names import test_metric, train_metric
 from lfr_report.tracking import lock
+from lfr_report.tracking.store import checkpoints_dir
 
 # (batch uint8 on device, its indices in the training set, generator) -> two float views
 ViewMaker = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
@@ -433,7 +434,7 @@ def checkpoint_path(experiment: str, config: dict, part: str | None = None) -> P
     """
     config_digest = lock.config_digest(config)
     stem = f"{experiment}-{config_digest}-{lock.digest(identity.checkpoint_reads())}"
-    directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
+    directory = checkpoints_dir()
     if distributed.is_main():  # under torchrun rank 0 holds the lock for the whole run (it writes the checkpoints)
         lock.acquire(lock.for_config(experiment, config))
     for other in sorted(directory.glob(f"{experiment}-{config_digest}-*.pt")):

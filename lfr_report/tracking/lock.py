@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from lfr_report.errors import Busy
+from lfr_report.tracking.store import checkpoints_dir
 
 _held: dict[Path, int] = {}  # lock file -> its open descriptor, in this process
 
@@ -50,8 +51,7 @@ def for_config(experiment: str, config: dict) -> Path:
     """The lock file of ``experiment`` run with ``config``: ``<experiment>-<config digest>.lock``
     in ``$LFR_CHECKPOINT_DIR`` (default ``checkpoints/``), beside its checkpoints. Every run
     takes it when it begins (``tracking.context.begin_run``), with or without checkpoints."""
-    directory = Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
-    return directory / f"{experiment}-{config_digest(config)}.lock"
+    return checkpoints_dir() / f"{experiment}-{config_digest(config)}.lock"
 
 
 def acquire(path: Path, wait: bool = False) -> None:

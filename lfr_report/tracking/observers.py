@@ -25,7 +25,7 @@ from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
 
 from lfr_report import distributed
 from lfr_report.errors import LfrError
-from lfr_report.tracking.store import connect_mongo, runs_dir
+from lfr_report.tracking.store import check_can_record, connect_mongo, runs_dir
 
 # Sacred's own observer options: when one is given, the user chose the observer.
 _OBSERVER_OPTIONS = ("-F", "--file_storage", "-m", "--mongo_db", "-s", "--sql", "-t", "--tiny_db",
@@ -37,7 +37,9 @@ def default_observer() -> RunObserver:
     url = os.environ.get("LFR_MONGO_URL")
     if url:
         client, db = connect_mongo(url)
+        check_can_record()
         return MongoObserver(client=client, db_name=db.name)
+    check_can_record()
     return FileStorageObserver(str(runs_dir()))
 
 

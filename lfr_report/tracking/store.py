@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -361,6 +362,29 @@ def connect_mongo(url: str, db_name: str | None = None) -> tuple[Any, Any]:
 def runs_dir() -> Path:
     """Where the file store lives: ``$LFR_RUNS_DIR``, default ``runs``."""
     return Path(os.environ.get("LFR_RUNS_DIR", "runs"))
+
+
+def checkpoints_dir() -> Path:
+    """Where runs keep their checkpoints and configuration locks: ``$LFR_CHECKPOINT_DIR``, default ``checkpoints``."""
+    return Path(os.environ.get("LFR_CHECKPOINT_DIR", "checkpoints"))
+
+
+def check_can_record() -> None:
+    """Before a run: the folders it will write (the file store unless ``LFR_MONGO_URL`` is set,
+    and the checkpoints) exist or can be made, and this process can write in them; else one
+    line naming the folder, the user and the fix (a volume or bind mount owned by another user,
+    say), before anything is recorded."""
+    folders = [("LFR_CHECKPOINT_DIR", checkpoints_dir())]
+    if not os.environ.get("LFR_MONGO_URL"):
+        folders.insert(0, ("LFR_RUNS_DIR", runs_dir()))
+    for variable, folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise StoreError(f"cannot write in {folder.absolute()} ({variable}) as uid {os.getuid()}: "
+                             f"{exc.strerror}; make it writable (chown {os.getuid()} {folder.absolute()}) or set "
+                             f"{variable} to a folder you can write") from None  # fmt: skip
 
 
 def store_at(location: str | Path) -> RunStore:
