@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from podman_host import ENV, HERE, REPO, build_images, missing_tools
+import yaml
+from podman_host import ENV, HERE, REPO, build_images, missing_tools, podman
 
 from lfr_report.tracking.local_stack import free_port
 
@@ -60,12 +61,15 @@ def stack(api, tmp_path_factory):
     env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
     project = f"lfrtest{uuid.uuid4().hex[:6]}"
 
-    def compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        command = ["docker-compose", "--project-name", project, "--env-file", str(env_file),
-                   "-f", str(REPO / "docker-compose.yml"), "-f", str(HERE / "compose.test.yml"), *args]  # fmt: skip
-        return subprocess.run(command, cwd=REPO, env={**os.environ, "DOCKER_HOST": api}, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+    def command(*args: str) -> list[str]:
+        return ["docker-compose", "--project-name", project, "--env-file", str(env_file),
+                "-f", str(REPO / "docker-compose.yml"), "-f", str(HERE / "compose.test.yml"), *args]  # fmt: skip
 
+    def compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(command(*args), cwd=REPO, env=compose.env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    compose.command, compose.project, compose.env = command, project, {**os.environ, "DOCKER_HOST": api}
     compose.settings = {**dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")),
                         **settings}  # fmt: skip
     yield compose
@@ -73,10 +77,20 @@ def stack(api, tmp_path_factory):
 
 
 def up(compose) -> None:
-    done = compose("up", "-d")
-    assert done.returncode == 0, done.stderr[-3000:]
+    """``up -d``, then wait until Omniboard answers. podman runs health checks from systemd
+    timers and this machine has no systemd, so while compose waits for MongoDB's health the
+    test plays systemd's part: ``podman healthcheck run`` on the project's containers."""
+    started = subprocess.Popen(compose.command("up", "-d"), cwd=REPO, env=compose.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while started.poll() is None:
+        assert time.monotonic() < deadline, "docker-compose up did not finish in 300 s"
+        for name in podman("ps", "--filter", f"label=com.docker.compose.project={compose.project}",
+                           "--filter", "health=starting", "--format", "{{.Names}}").stdout.split():  # fmt: skip
+            podman("healthcheck", "run", name, check=False)
+        time.sleep(2)
+    assert started.returncode == 0, started.stdout.read()[-3000:]
     board = f"http://127.0.0.1:{compose.settings['OMNIBOARD_PORT']}/"
-    deadline = time.monotonic() + 180
     while True:
         try:
             with urllib.request.urlopen(board, timeout=5) as response:
@@ -89,9 +103,9 @@ def up(compose) -> None:
 
 
 def omniboard(compose, resource: str, **query: object) -> list[dict]:
-    """GET Omniboard's REST API (``/api/v1/<resource>``), each query value JSON-encoded."""
+    """GET Omniboard's REST API (``/sacred/api/v1/<resource>``), each query value JSON-encoded."""
     params = urllib.parse.urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in query.items()})
-    url = f"http://127.0.0.1:{compose.settings['OMNIBOARD_PORT']}/api/v1/{resource}?{params}"
+    url = f"http://127.0.0.1:{compose.settings['OMNIBOARD_PORT']}/sacred/api/v1/{resource}?{params}"
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
 
@@ -126,9 +140,6 @@ def test_the_stack_records_a_run_that_omniboard_lists_and_keeps_it_across_down_a
 
 
 def test_the_compose_file_the_test_ran_is_the_users_but_for_the_mongodb_image():
-    override = (HERE / "compose.test.yml").read_text()
-    import yaml
-
-    replaced = yaml.safe_load(override)["services"]
+    replaced = yaml.safe_load((HERE / "compose.test.yml").read_text())["services"]
     assert list(replaced) == ["mongo"] and set(replaced["mongo"]) == {"image", "init", "healthcheck"}
     assert Path(REPO / "docker-compose.yml").read_text().count("image: mongo:") == 1
