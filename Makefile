@@ -77,7 +77,7 @@ lint: setup lint-docker ## ruff checks and formatting check, Dockerfiles and the
 	$(BIN)ruff format --check $(CODE)
 
 lint-docker: setup ## hadolint on the Dockerfiles, `docker-compose config -q` on the compose file
-	$(BIN)hadolint --failure-threshold info Dockerfile docker/omniboard.Dockerfile
+	$(BIN)hadolint --failure-threshold info Dockerfile docker/omniboard.Dockerfile tests/container/*.Dockerfile
 	@bash scripts/system-deps.sh docker-compose
 	docker-compose --env-file .env.example config -q
 	@echo "Dockerfiles and docker-compose.yml: ok"
