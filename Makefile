@@ -21,8 +21,9 @@ REPORTS ?= all
 # where missing runs run: inline (this process), local (submitit subprocesses, PARALLEL at a time) or slurm
 EXECUTOR ?= inline
 PARALLEL ?=
-# the one-node Slurm cluster that `make test` starts for the executor tests
-SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+# what `make test` needs from Debian: the one-node Slurm cluster it starts for the executor
+# tests, and Fashion-MNIST, whose presence the dry-run plan of the default scale checks
+TEST_PACKAGES := slurmctld slurmd slurm-client munge dataset-fashion-mnist
 # `make test-container`: podman (with runc) builds and runs the images, debootstrap makes their base
 CONTAINER_PACKAGES := podman runc debootstrap docker-compose
 
@@ -51,7 +52,7 @@ report: setup data ## run the experiments the reports need (if not stored yet) a
 	$(PY) -m lfr_report report $(REPORTS) --scale $(SCALE) $(if $(REHEARSE),--rehearse) --executor $(EXECUTOR) $(if $(PARALLEL),--parallel $(PARALLEL))
 
 test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one-node Slurm tests)
-	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh $(SLURM_PACKAGES)
+	@[ -n "$(LFR_SYSTEM_PYTHON)" ] || bash scripts/system-deps.sh $(TEST_PACKAGES)
 	$(PY) -m pytest -q
 
 test-rehearsal: setup ## every report from `full` configs with sizes shrunk, on CIFAR-10-format files the test writes (minutes)

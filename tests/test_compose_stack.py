@@ -66,8 +66,8 @@ def stack(api, tmp_path_factory):
                 "-f", str(REPO / "docker-compose.yml"), "-f", str(HERE / "compose.test.yml"), *args]  # fmt: skip
 
     def compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(command(*args), cwd=REPO, env=compose.env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        return subprocess.run(command(*args), cwd=REPO, env=compose.env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
     compose.command, compose.project, compose.env = command, project, {**os.environ, "DOCKER_HOST": api}
     compose.settings = {**dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")),
@@ -80,8 +80,8 @@ def up(compose) -> None:
     """``up -d``, then wait until Omniboard answers. podman runs health checks from systemd
     timers and this machine has no systemd, so while compose waits for MongoDB's health the
     test plays systemd's part: ``podman healthcheck run`` on the project's containers."""
-    started = subprocess.Popen(compose.command("up", "-d"), cwd=REPO, env=compose.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    started = subprocess.Popen(compose.command("up", "-d"), cwd=REPO, env=compose.env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
     while started.poll() is None:
         assert time.monotonic() < deadline, "docker-compose up did not finish in 300 s"
@@ -118,7 +118,7 @@ def listening(port: str) -> set[str]:
 
 def test_the_stack_records_a_run_that_omniboard_lists_and_keeps_it_across_down_and_up(stack):
     up(stack)
-    done = stack("run", "--rm", "runner", "experiments/vicreg.py", "with", "smoke")
+    done = stack("run", "--rm", "-T", "runner", "experiments/vicreg.py", "with", "smoke")  # -T: no terminal here
     assert done.returncode == 0, done.stderr[-3000:]
     assert "vicreg run 1: linear probe" in done.stdout and "MongoDB database 'lfr', run 1" in done.stdout
 

@@ -293,6 +293,25 @@ def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(
     assert "sleeper, probably dead" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("variable", ["LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR"])
+def test_a_folder_a_run_cannot_write_is_one_line_before_anything_is_recorded(isolated, variable):
+    """A runs or checkpoints folder that cannot be made (here: below a file; in the image, a
+    volume owned by another user) stops an experiment and a report before any run."""
+    blocker = isolated / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "PYTHONPATH": str(REPO), variable: str(blocker / "sub")}
+    for command in ([str(REPO / "experiments" / "eigenmaps.py"), "with", "smoke"],
+                    ["-m", "lfr_report", "report", "vicreg", "--scale", "smoke"]):  # fmt: skip
+        done = subprocess.run([sys.executable, *command], cwd=isolated, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: cannot write in {blocker / 'sub'} ({variable}) as uid {os.getuid()}: Not a directory; make it "
+            f"writable (chown {os.getuid()} {blocker / 'sub'}) or set {variable} to a folder you can write"
+        ]
+        assert FileRunStore(isolated / "runs").runs() == []
+
+
 # --- smaller ones -----------------------------------------------------------------------------
 
 
