@@ -35,8 +35,14 @@ HOST_CA = "/run/lfr-host-ca.crt"  # where a build sees this machine's CA bundle
 TOOLS = ("podman", "runc", "debootstrap", "docker-compose")
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool) is None]
+def host_problem() -> str | None:
+    """Why the images cannot be built and run here (not root, a tool missing), or None."""
+    if os.geteuid() != 0:
+        return "the container tests run podman as root: sudo make test-container"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed: make test-container installs them (Debian)"
+    return None
 
 
 def podman(*args: str, check: bool = True, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:

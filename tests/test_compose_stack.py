@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from podman_host import ENV, HERE, REPO, build_images, missing_tools, podman
+from podman_host import ENV, HERE, REPO, build_images, host_problem, podman
 
 from lfr_report.tracking.local_stack import free_port
 
@@ -33,10 +33,8 @@ pytestmark = pytest.mark.container
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> str:
     """podman's Docker-compatible API on a socket of the test's own, for docker-compose."""
-    if os.geteuid() != 0:
-        pytest.fail("the container tests run podman as root: sudo make test-container")
-    if missing_tools():
-        pytest.fail(f"{', '.join(missing_tools())} not installed: make test-container installs them (Debian)")
+    if host_problem():
+        pytest.fail(host_problem())
     print(f"build times (s): {build_images()}")
     socket = tmp_path_factory.mktemp("podman") / "podman.sock"
     service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"], env=ENV,

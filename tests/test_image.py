@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers import report_numbers
-from podman_host import HOST_CA, RUNNER, build_images, build_mounts, missing_tools, podman
+from podman_host import HOST_CA, RUNNER, build_images, build_mounts, host_problem, podman
 
 from lfr_report.report import vicreg
 from lfr_report.tracking.local_stack import free_port, start_local_mongo, stop
@@ -35,10 +35,8 @@ SMOKE = ("experiments/vicreg.py", "with", "smoke")
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if os.geteuid() != 0:
-        pytest.fail("the container tests run podman as root: sudo make test-container")
-    if missing_tools():
-        pytest.fail(f"{', '.join(missing_tools())} not installed: make test-container installs them (Debian)")
+    if host_problem():
+        pytest.fail(host_problem())
     print(f"build times (s): {build_images(('runner',))}")
     return RUNNER
 
