@@ -38,7 +38,8 @@ def _report(args: argparse.Namespace) -> None:
     how = _launch_settings(args)
     if args.rehearse and (args.dry_run or how is not None):
         raise LfrError("--rehearse runs inline only: leave out --dry-run and --executor")
-    check_data([need for name in chosen for need in report(name).needed(args.scale, args.rehearse)])  # before any run
+    needs = [need for name in chosen for need in report(name).needed(args.scale, args.rehearse)]
+    check_data(needs, download=not (args.no_download or args.dry_run))  # before any run
     store = open_store()
     if not args.dry_run:
         check_can_record()
@@ -206,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
                         help="the scale's every setting with only sizes shrunk (the `rehearsal` named config): "
                              "minutes on a CPU, to check --scale full before a GPU run")  # fmt: skip
     report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
+    report.add_argument("--no-download", action="store_true",
+                        help="do not fetch a missing CIFAR-10 or STL-10 before the runs; stop with one line instead")  # fmt: skip
     report.add_argument("--dry-run", action="store_true",
                         help="print the plan (runs found, runs that would run, in which wave) and stop")  # fmt: skip
     report.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),

@@ -7,7 +7,9 @@ that does not wait on another run (those read their data from the run they evalu
 collects every config value that names a registered data set (``data.name``,
 ``transfer``, ``anomaly_data``, ``second_task``...) and loads each one's train and
 test splits; the ones that fail are one ``DataError`` line, each saying where it was
-looked for and how to get it. Nothing is recorded.
+looked for and how to get it. Nothing is recorded. With ``download``, a missing data set
+that has an official archive (CIFAR-10, STL-10: ``data/download.py``) is fetched first, as
+``lfr data get`` would; one that still does not load is in the line with the others.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lfr_report.data import DATASETS, load_dataset
+from lfr_report.data.download import ARCHIVES
+from lfr_report.data.fetch import get
 from lfr_report.errors import DataError
 from lfr_report.report.runner import expected_config, load_experiment
 
@@ -40,8 +44,9 @@ def named_datasets(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(walk(config)))
 
 
-def check_data(needs: Sequence[Need]) -> None:
-    """Raise one ``DataError`` naming every data set these runs need that does not load."""
+def check_data(needs: Sequence[Need], download: bool = False) -> None:
+    """Raise one ``DataError`` naming every data set these runs need that does not load
+    (after fetching the missing ones that have an official archive, with ``download``)."""
     wanted: dict[str, None] = {}
     for need in needs:
         if need.after:
@@ -58,6 +63,13 @@ def check_data(needs: Sequence[Need]) -> None:
             for split in ("train", "test"):
                 load_dataset(name, split)
         except DataError as exc:
-            problems.append(str(exc))
+            if not (download and name in ARCHIVES):
+                problems.append(str(exc))
+                continue
+            try:
+                print(f"{name} is missing: fetching its official archive (--no-download stops here instead)")
+                get(name)
+            except DataError as fetch_error:
+                problems.append(str(fetch_error))
     if problems:
         raise DataError("; ".join(problems))

@@ -8,19 +8,23 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import shutil
 import tarfile
 import threading
 import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import write_cifar10, write_stl10
+from helpers import write_cifar10, write_full_data, write_stl10
 
 from lfr_report import cli
 from lfr_report.data import download, load_dataset
 from lfr_report.data.fetch import get
 from lfr_report.errors import DataError
+from lfr_report.preflight import check_data
+from lfr_report.registry import REPORTS, report
 from lfr_report.tracking.local_stack import free_port
+from lfr_report.tracking.store import FileRunStore
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -211,3 +215,28 @@ def test_a_mirror_folder_serves_stl10(isolated, monkeypatch, tmp_path):
     get("stl10")
     assert len(load_dataset("stl10", "train")) == 5 and len(load_dataset("stl10", "test")) == 4
     assert (mirror / "stl10_binary.tar.gz").exists()  # the mirror's copy is not consumed
+
+
+def test_a_full_report_fetches_the_missing_sets_before_its_first_run(isolated, monkeypatch, tmp_path, capsys):
+    """``lfr report all --scale full`` with CIFAR-10 and STL-10 missing: both fetched (from
+    the mirror) by the data check, before any run; then the check passes."""
+    write_full_data(isolated / "data")
+    archives = {}
+    for name in ("cifar10", "stl10"):
+        made = tmp_path / name
+        made.mkdir()
+        shutil.move(isolated / "data" / download.ARCHIVES[name].folder, made)
+        archives[download.ARCHIVES[name].file] = folder_tar_gz(made)
+        official_like(monkeypatch, name, archives[download.ARCHIVES[name].file])
+    served = Server(archives)
+    monkeypatch.setenv("LFR_DATA_MIRROR", served.url)
+    try:
+        check_data([need for name in REPORTS for need in report(name).needed("full", rehearse=True)], download=True)
+    finally:
+        served.shutdown()
+        served.server_close()
+    assert served.ranges == [None, None]  # one request each
+    out = capsys.readouterr().out
+    assert "cifar10 is missing: fetching its official archive" in out and "stl10 is missing" in out
+    assert len(load_dataset("cifar10", "test")) == 100 and len(load_dataset("stl10", "unlabeled")) == 150
+    assert FileRunStore(isolated / "runs").runs() == []

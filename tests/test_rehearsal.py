@@ -50,7 +50,7 @@ def test_named_datasets_finds_every_data_set_a_config_names():
 
 def test_full_report_without_cifar10_stops_before_any_run(isolated, capsys):
     started = time.monotonic()
-    assert main(["report", "all", "--scale", "full", "--out", str(isolated / "reports")]) == 1
+    assert main(["report", "all", "--scale", "full", "--no-download", "--out", str(isolated / "reports")]) == 1
     seconds = time.monotonic() - started
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
