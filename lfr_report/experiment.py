@@ -56,7 +56,7 @@ from lfr_report.checks import (  # noqa: F401  (the experiments import the check
     text,
 )
 from lfr_report.data import DatasetSpec, identity
-from lfr_report.data.datasets import dataset_fingerprint
+from lfr_report.data.datasets import class_names, dataset_fingerprint
 from lfr_report.distributed import FailureFromAnyRank, check_launch, launched
 from lfr_report.errors import ConfigError
 from lfr_report.ingredients import data_ingredient
@@ -141,7 +141,7 @@ def checks(ex: Experiment, table: Mapping[str, Check], extra: Callable[[dict], N
 
 def describe_data(spec: DatasetSpec) -> dict[str, Any]:
     """What a report needs to say about a data set: name, title, classes, channels, shape."""
-    return {"name": spec.name, "title": spec.title, "classes": list(spec.classes), "channels": spec.channels,
+    return {"name": spec.name, "title": spec.title, "classes": list(class_names(spec)), "channels": spec.channels,
             "shape": list(spec.shape)}  # fmt: skip
 
 

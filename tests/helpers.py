@@ -159,3 +159,18 @@ def write_full_data(root: Path) -> Path:
     for folder in ("MNIST", "FashionMNIST"):
         write_idx_dataset(root / folder / "raw", n_train=700, n_test=250, patterned=True)
     return root
+
+
+def write_tiny_imagenet(root: Path, per_class: int = 1, val: int = 200) -> np.ndarray:
+    """Tiny ImageNet's official layout under ``root/tiny-imagenet-200``: 200 made-up wnids
+    (``n0000000k``, named ``thing k``), ``per_class`` training JPEGs each and ``val``
+    validation JPEGs (labels k % 200). Returns the validation labels."""
+    from lfr_report.data import formats
+
+    wnids = [f"n{k:08d}" for k in range(200)]
+    train_labels = np.repeat(np.arange(200), per_class)
+    train = (patterned_images(len(train_labels), (3, 64, 64), seed=30)[0], train_labels)
+    val_labels = np.arange(val) % 200
+    formats.write_tiny_imagenet(root, wnids, [f"thing {k}, another name" for k in range(200)], train,
+                                (patterned_images(val, (3, 64, 64), seed=31)[0], val_labels))  # fmt: skip
+    return val_labels

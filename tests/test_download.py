@@ -1,4 +1,4 @@
-"""`lfr data get cifar10 | stl10`: the official archive downloaded (and resumed), its MD5
+"""`lfr data get cifar10 | stl10 | tiny_imagenet`: the official archive downloaded (and resumed), its MD5
 checked, then unpacked safely. An HTTP server started here on 127.0.0.1 serves archives the
 tests make in the official layouts; ``LFR_DATA_MIRROR`` points at it, and each archive's MD5
 is its own (the official constants stay as they are, checked once against torchvision's)."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import re
 import shutil
 import tarfile
 import threading
@@ -15,12 +16,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import write_cifar10, write_full_data, write_stl10
+from helpers import write_cifar10, write_full_data, write_stl10, write_tiny_imagenet
 
 from lfr_report import cli
 from lfr_report.data import download, load_dataset
+from lfr_report.data.datasets import class_names
 from lfr_report.data.fetch import get
 from lfr_report.errors import DataError
+from lfr_report.experiment import describe_data
 from lfr_report.preflight import check_data
 from lfr_report.registry import REPORTS, report
 from lfr_report.tracking.local_stack import free_port
@@ -240,3 +243,48 @@ def test_a_full_report_fetches_the_missing_sets_before_its_first_run(isolated, m
     assert "cifar10 is missing: fetching its official archive" in out and "stl10 is missing" in out
     assert len(load_dataset("cifar10", "test")) == 100 and len(load_dataset("stl10", "unlabeled")) == 150
     assert FileRunStore(isolated / "runs").runs() == []
+
+
+# --- Tiny ImageNet -----------------------------------------------------------------------
+
+
+def test_tiny_imagenet_is_fetched_from_its_zip_and_read_with_its_class_names(isolated, monkeypatch, tmp_path):
+    made = tmp_path / "made"
+    val_labels = write_tiny_imagenet(made, per_class=2, val=30)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for path in sorted((made / "tiny-imagenet-200").rglob("*")):
+            zipped.write(path, path.relative_to(made).as_posix())
+    served = Server({"tiny-imagenet-200.zip": buffer.getvalue()})
+    monkeypatch.setenv("LFR_DATA_MIRROR", served.url)
+    official_like(monkeypatch, "tiny_imagenet", buffer.getvalue())
+    try:
+        assert str(isolated / "data" / "tiny-imagenet-200") in get("tiny_imagenet")
+    finally:
+        served.shutdown()
+        served.server_close()
+    train, test = load_dataset("tiny_imagenet", "train"), load_dataset("tiny_imagenet", "test")
+    assert tuple(train.images.shape) == (400, 3, 64, 64) and tuple(test.images.shape) == (30, 3, 64, 64)
+    assert train.labels.tolist() == [k for k in range(200) for _ in range(2)]  # wnids.txt's order
+    assert test.labels.tolist() == val_labels.tolist() and "val, as the test split" in test.source
+    assert train.fingerprint == test.fingerprint  # one folder: one data set
+    spec = train.spec
+    assert class_names(spec)[:2] == ("thing 0", "thing 1") and len(class_names(spec)) == 200
+    assert describe_data(spec)["classes"][199] == "thing 199"  # what runs record, from words.txt
+    assert sorted(p.name for p in (isolated / "data").iterdir()) == ["tiny-imagenet-200"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "wnids.txt").write_text("n00000000\n"), "wnids.txt: lists 1 distinct classes, not the official 200"),
+        (lambda d: (d / "val" / "images" / "val_3.JPEG").write_bytes(b"not a jpeg"), "val_3.JPEG: not a readable image"),
+        (lambda d: (d / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\t0\t0\t1\t1\n"),
+         "val_annotations.txt: 'val_0.JPEG' is labelled 'n99999999', not one of wnids.txt's"),
+    ],
+)  # fmt: skip
+def test_a_damaged_tiny_imagenet_is_one_line_naming_the_file(isolated, damage, message):
+    write_tiny_imagenet(isolated / "data", val=10)
+    damage(isolated / "data" / "tiny-imagenet-200")
+    with pytest.raises(DataError, match=rf"dataset 'tiny_imagenet' is corrupt: .*{re.escape(message)}"):
+        load_dataset("tiny_imagenet", "test")

@@ -65,6 +65,9 @@ class DatasetSpec:
     get_command: str  # the one command that gets it
     read: Callable[[str, Path], tuple[np.ndarray, np.ndarray, str]]  # (split, data_dir) -> images, labels, source
     url: str = ""  # the official archive, for machines where `get_command` cannot download (unpacked into data_dir)
+    # where the data's own files name the classes (Tiny ImageNet's words.txt): data_dir -> names,
+    # in label order; `classes` then holds placeholders of the right count
+    read_class_names: Callable[[Path], tuple[str, ...]] | None = None
 
     @property
     def channels(self) -> int:
@@ -216,6 +219,49 @@ def _read_stl10(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
     return images, labels, str(directory)
 
 
+TINY_IMAGENET_CLASSES = 200
+
+
+def _tiny_imagenet_folder(root: Path) -> tuple[Path, list[str]]:
+    directory = _first_complete([root / "tiny-imagenet-200"], ["wnids.txt", "words.txt", "val/val_annotations.txt"])
+    wnids = formats.read_lines(directory / "wnids.txt")
+    if len(wnids) != TINY_IMAGENET_CLASSES or len(set(wnids)) != len(wnids):
+        raise formats.CorruptFile(directory / "wnids.txt", f"lists {len(set(wnids))} distinct classes, not the "
+                                                           f"official {TINY_IMAGENET_CLASSES}")  # fmt: skip
+    return directory, wnids
+
+
+def _read_tiny_imagenet(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """``train``: train/<wnid>/images; ``test``: the official validation set (val/images with
+    val_annotations.txt), since the official test set has no labels. Labels follow wnids.txt."""
+    directory, wnids = _tiny_imagenet_folder(root)
+    label = {wnid: k for k, wnid in enumerate(wnids)}
+    if split == "train":
+        files = [(path, k) for k, wnid in enumerate(wnids)
+                 for path in sorted((directory / "train" / wnid / "images").glob("*.JPEG"))]  # fmt: skip
+        if not files:
+            raise _NotFound([directory / "train"])
+    else:
+        annotations = directory / "val" / "val_annotations.txt"
+        files = []
+        for line in formats.read_lines(annotations):
+            name, _, rest = line.partition("\t")
+            wnid = rest.split("\t")[0]
+            if wnid not in label:
+                raise formats.CorruptFile(annotations, f"{name!r} is labelled {wnid!r}, not one of wnids.txt's")
+            files.append((directory / "val" / "images" / name, label[wnid]))
+    images = formats.read_jpegs([path for path, _ in files], (64, 64))
+    labels = np.array([k for _, k in files], dtype=np.int64)
+    return images, labels, f"{directory} ({'train' if split == 'train' else 'val, as the test split'})"
+
+
+def _tiny_imagenet_names(root: Path) -> tuple[str, ...]:
+    """Each class's first name in words.txt (``n01443537	goldfish, Carassius auratus`` -> goldfish)."""
+    directory, wnids = _tiny_imagenet_folder(root)
+    words = dict(line.split("\t", 1) for line in formats.read_lines(directory / "words.txt") if "\t" in line)
+    return tuple(words.get(wnid, wnid).split(",")[0].strip() for wnid in wnids)
+
+
 def _read_digits(split: str, root: Path) -> tuple[np.ndarray, np.ndarray, str]:
     from sklearn.datasets import load_digits
 
@@ -315,6 +361,13 @@ _SPECS = (
         get_command=_get("stl10"), read=_read_stl10, url=ARCHIVES["stl10"].url,
     ),
     DatasetSpec(
+        # mean and std: the values Tiny ImageNet training code commonly uses (not measured here)
+        name="tiny_imagenet", title="Tiny ImageNet", classes=tuple(f"class {k}" for k in range(TINY_IMAGENET_CLASSES)),
+        shape=(3, 64, 64), mean=(0.4802, 0.4481, 0.3975), std=(0.2770, 0.2691, 0.2821), splits=("train", "test"),
+        get_command=_get("tiny_imagenet"), read=_read_tiny_imagenet, url=ARCHIVES["tiny_imagenet"].url,
+        read_class_names=_tiny_imagenet_names,
+    ),
+    DatasetSpec(
         name="digits", title="scikit-learn digits", classes=_DIGITS, shape=(1, 8, 8),
         mean=(0.3055,), std=(0.3754,), splits=("train", "test"),
         get_command="(ships with scikit-learn)", read=_read_digits,
@@ -326,6 +379,17 @@ _SPECS = (
     ),
 )  # fmt: skip
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def class_names(spec: DatasetSpec, root: Path | None = None) -> tuple[str, ...]:
+    """The names of ``spec``'s classes in label order: from the data's own files where they
+    name them (Tiny ImageNet, read from ``root``, default ``data_dir()``), else the spec's."""
+    if spec.read_class_names is None:
+        return spec.classes
+    try:
+        return spec.read_class_names(data_dir() if root is None else Path(root))
+    except (_NotFound, formats.CorruptFile, OSError):
+        return spec.classes
 
 
 def get_spec(name: str) -> DatasetSpec:

