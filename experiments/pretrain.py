@@ -4,7 +4,7 @@ example report of the lfr2024 seed): a denoising autoencoder or Deep InfoMax.
     python experiments/pretrain.py                       # default: Deep InfoMax on Fashion-MNIST, CPU
     python experiments/pretrain.py with dae              # the denoising autoencoder
     python experiments/pretrain.py with no_local         # DIM ablations: beta = 0 (no_local), alpha = 0 (no_global)
-    python experiments/pretrain.py with full             # the example's setting on CIFAR-10 (a GPU)
+    python experiments/pretrain.py with full             # the example's: Tiny ImageNet, classified on CIFAR-10 (a GPU)
     python experiments/pretrain.py with smoke            # seconds, synthetic data (tests)
 
 The encoder is the baseline's: four 3x3 conv blocks (each after the first halving the
@@ -42,11 +42,13 @@ from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.experiment import (
     at_least,
     checks,
+    dataset,
     integer,
     list_of,
     new_experiment,
     non_negative,
     one_of,
+    optional,
     positive,
     positive_int,
     record_data,
@@ -90,6 +92,7 @@ def config():
     prior_widths = [1000, 200]  # dim: hidden layers of the prior discriminator (the paper's)
     tsne_points = 2000  # test representations embedded with t-SNE for the report
     log_every = 20  # batches between metric flushes (per-batch values are all kept)
+    transfer = None  # the labelled data set finetune.py trains the classifiers on: None for the pretraining set's own
 
 
 @ex.named_config
@@ -123,8 +126,9 @@ def no_global():
 
 @ex.named_config
 def full():
-    scale = "full"  # the example's setting on its classifiers' data set, CIFAR-10 (no Tiny ImageNet offline)
-    data = {"name": "cifar10", "train_size": None}
+    scale = "full"  # the example's setting: pretraining on Tiny ImageNet's 100,000 images, classifiers on CIFAR-10
+    data = {"name": "tiny_imagenet", "train_size": None}
+    transfer = "cifar10"
     widths = [32, 64, 128, 256]
     dim_epochs = 20
     dae_epochs = 10
@@ -155,7 +159,7 @@ checks(ex, {
     "batch_size": at_least(2, "the MI estimators need negatives"), "lr": positive, "noise_std": non_negative,
     "alpha": non_negative, "beta": non_negative, "gamma": non_negative, "feature_block": integer,
     "critic_width": positive_int, "prior_widths": list_of(positive_int), "tsne_points": positive_int,
-    "log_every": positive_int,
+    "log_every": positive_int, "transfer": optional(dataset),
 }, extra=_block_in_range)  # fmt: skip
 
 

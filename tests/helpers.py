@@ -152,10 +152,11 @@ def write_stl10(root: Path, train: int, test: int, unlabeled: int) -> None:
 
 def write_full_data(root: Path) -> Path:
     """Every data set the ``full`` configs read, in their real formats, a few hundred images
-    each (what ``rehearsal`` needs): CIFAR-10 (python pickles), STL-10 (binary), MNIST and
-    Fashion-MNIST (IDX, torchvision's layout)."""
+    each (what ``rehearsal`` needs): CIFAR-10 (python pickles), STL-10 (binary), Tiny ImageNet
+    (JPEG folders), MNIST and Fashion-MNIST (IDX, torchvision's layout)."""
     write_cifar10(root, per_batch=30, test=100, patterned=True)
     write_stl10(root, train=100, test=100, unlabeled=150)
+    write_tiny_imagenet(root, per_class=1, val=200)
     for folder in ("MNIST", "FashionMNIST"):
         write_idx_dataset(root / folder / "raw", n_train=700, n_test=250, patterned=True)
     return root
