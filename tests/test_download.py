@@ -220,19 +220,32 @@ def test_a_mirror_folder_serves_stl10(isolated, monkeypatch, tmp_path):
     assert (mirror / "stl10_binary.tar.gz").exists()  # the mirror's copy is not consumed
 
 
-def test_a_full_report_fetches_the_missing_sets_before_its_first_run(isolated, monkeypatch, tmp_path, capsys):
-    """``lfr report all --scale full`` with CIFAR-10 and STL-10 missing: both fetched (from
-    the mirror) by the data check, before any run; then the check passes."""
+def serve_missing(isolated: Path, tmp_path: Path, monkeypatch, names: tuple[str, ...]) -> Server:
+    """Every data set of ``full`` written to the data folder, then ``names`` moved out of it
+    into archives that a loopback server serves as their mirror."""
     write_full_data(isolated / "data")
     archives = {}
-    for name in ("cifar10", "stl10"):
+    for name in names:
+        archive = download.ARCHIVES[name]
         made = tmp_path / name
         made.mkdir()
-        shutil.move(isolated / "data" / download.ARCHIVES[name].folder, made)
-        archives[download.ARCHIVES[name].file] = folder_tar_gz(made)
-        official_like(monkeypatch, name, archives[download.ARCHIVES[name].file])
+        shutil.move(isolated / "data" / archive.folder, made)
+        if archive.file.endswith(".zip"):
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as zipped:
+                for path in sorted((made / archive.folder).rglob("*")):
+                    zipped.write(path, path.relative_to(made).as_posix())
+            archives[archive.file] = buffer.getvalue()
+        else:
+            archives[archive.file] = folder_tar_gz(made)
+        official_like(monkeypatch, name, archives[archive.file])
     served = Server(archives)
     monkeypatch.setenv("LFR_DATA_MIRROR", served.url)
+    return served
+
+
+def test_the_data_check_of_every_full_report_fetches_what_is_missing(isolated, monkeypatch, tmp_path, capsys):
+    served = serve_missing(isolated, tmp_path, monkeypatch, ("cifar10", "stl10"))
     try:
         check_data([need for name in REPORTS for need in report(name).needed("full", rehearse=True)], download=True)
     finally:
@@ -243,6 +256,29 @@ def test_a_full_report_fetches_the_missing_sets_before_its_first_run(isolated, m
     assert "cifar10 is missing: fetching its official archive" in out and "stl10 is missing" in out
     assert len(load_dataset("cifar10", "test")) == 100 and len(load_dataset("stl10", "unlabeled")) == 150
     assert FileRunStore(isolated / "runs").runs() == []
+
+
+@pytest.mark.rehearsal
+def test_a_full_rehearsal_fetches_its_two_sets_before_its_first_run_and_builds_from_them(isolated, monkeypatch,
+                                                                                          tmp_path, capsys):  # fmt: skip
+    """``lfr report simclr --scale full --rehearse`` with Tiny ImageNet and CIFAR-10 missing:
+    both fetched from the mirror before the first run, then the report built from them."""
+    served = serve_missing(isolated, tmp_path, monkeypatch, ("tiny_imagenet", "cifar10"))
+    out = isolated / "reports" / "simclr.pdf"
+    try:
+        assert cli.main(["report", "simclr", "--scale", "full", "--rehearse", "--out", str(out)]) == 0
+    finally:
+        served.shutdown()
+        served.server_close()
+    printed = capsys.readouterr().out
+    fetched = [printed.index(f"{name} is missing: fetching") for name in ("tiny_imagenet", "cifar10")]
+    assert max(fetched) < printed.index("simclr run 1:")  # both before the first run's summary line
+    assert served.ranges == [None, None] and out.stat().st_size > 10_000
+    runs = FileRunStore(isolated / "runs").runs()
+    assert len(runs) == 6 and {r.status for r in runs} == {"COMPLETED"}
+    pretraining = [r for r in runs if r.experiment == "simclr"]
+    assert {r.config["data"]["name"] for r in pretraining} == {"tiny_imagenet"}
+    assert all("tiny-imagenet-200" in r.info["data_source"] for r in pretraining)
 
 
 # --- Tiny ImageNet -----------------------------------------------------------------------
