@@ -11,7 +11,8 @@
 3. **Unpack** into a hidden folder beside the data (tar with the ``data`` filter, which
    refuses members outside the folder, links out of it and device files; a zip's names are
    checked the same way), then move the data set's folder into place in one rename: a
-   reader never sees a half-unpacked folder. The archive is then deleted.
+   reader never sees a half-unpacked folder. The archive is then deleted. (torchvision's
+   ``extract_archive`` applies no tar filter and unpacks in place, hence this step.)
 
 ``LFR_DATA_MIRROR`` (a base URL, or a folder) replaces the official host for clusters
 without internet: it must serve the same file names. Any failure is one ``DataError`` line
