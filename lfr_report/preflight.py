@@ -8,7 +8,7 @@ collects every config value that names a registered data set (``data.name``,
 ``transfer``, ``anomaly_data``, ``second_task``...) and loads each one's train and
 test splits; the ones that fail are one ``DataError`` line, each saying where it was
 looked for and how to get it. Nothing is recorded. With ``download``, a missing data set
-that has an official archive (CIFAR-10, STL-10: ``data/download.py``) is fetched first, as
+that has an official archive (CIFAR-10, STL-10, Tiny ImageNet: ``data/download.py``) is fetched first, as
 ``lfr data get`` would; one that still does not load is in the line with the others.
 """
 
@@ -44,6 +44,11 @@ def named_datasets(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(walk(config)))
 
 
+def _load_both(name: str) -> None:
+    for split in ("train", "test"):
+        load_dataset(name, split)
+
+
 def check_data(needs: Sequence[Need], download: bool = False) -> None:
     """Raise one ``DataError`` naming every data set these runs need that does not load
     (after fetching the missing ones that have an official archive, with ``download``)."""
@@ -60,8 +65,7 @@ def check_data(needs: Sequence[Need], download: bool = False) -> None:
     problems = []
     for name in wanted:
         try:
-            for split in ("train", "test"):
-                load_dataset(name, split)
+            _load_both(name)
         except DataError as exc:
             if not (download and name in ARCHIVES):
                 problems.append(str(exc))
@@ -69,6 +73,7 @@ def check_data(needs: Sequence[Need], download: bool = False) -> None:
             try:
                 print(f"{name} is missing: fetching its official archive (--no-download stops here instead)")
                 get(name)
+                _load_both(name)
             except DataError as fetch_error:
                 problems.append(str(fetch_error))
     if problems:

@@ -8,9 +8,10 @@
    ``download_url`` cannot resume, which matters for STL-10's 2.6 GB.
 2. **Verify** the whole file's MD5 against the official value (torchvision's
    ``check_integrity``) before anything is unpacked; a mismatch removes the file and says so.
-3. **Unpack** into a hidden folder beside the data (tar with the ``data`` filter, which
-   refuses members outside the folder, links out of it and device files; a zip's names are
-   checked the same way), then move the data set's folder into place in one rename: a
+3. **Unpack** into a hidden folder beside the data, refusing what tarfile's ``data`` filter
+   refuses (members outside the folder, links out of it, device files: checked here, since
+   Debian's Python 3.11.2 has no filter; the filter too where there is one; a zip's names
+   the same way), then move the data set's folder into place in one rename: a
    reader never sees a half-unpacked folder. The archive is then deleted. (torchvision's
    ``extract_archive`` applies no tar filter and unpacks in place, hence this step.)
 
