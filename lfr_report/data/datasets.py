@@ -237,10 +237,12 @@ def _read_tiny_imagenet(split: str, root: Path) -> tuple[np.ndarray, np.ndarray,
     directory, wnids = _tiny_imagenet_folder(root)
     label = {wnid: k for k, wnid in enumerate(wnids)}
     if split == "train":
-        files = [(path, k) for k, wnid in enumerate(wnids)
-                 for path in sorted((directory / "train" / wnid / "images").glob("*.JPEG"))]  # fmt: skip
-        if not files:
-            raise _NotFound([directory / "train"])
+        files = []
+        for k, wnid in enumerate(wnids):
+            found = sorted((directory / "train" / wnid / "images").glob("*.JPEG"))
+            if not found:  # a class missing (half a copy) would otherwise shrink the data set in silence
+                raise formats.CorruptFile(directory / "train" / wnid / "images", "holds no JPEG images")
+            files += [(path, k) for path in found]
     else:
         annotations = directory / "val" / "val_annotations.txt"
         files = []
