@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lfr_report.tracking.context import git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "tests" / "container"
 ENV = {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
@@ -124,7 +126,7 @@ def build(tag: str, dockerfile: Path, context: Path, base: str, mounts: list[str
 def build_images(which: tuple[str, ...] = ("runner", "omniboard", "mongo")) -> dict[str, float]:
     """The base, then the images named (runner, omniboard, mongo): seconds each took."""
     times = {"base": ensure_base()}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = git_commit(REPO)  # what runs record outside the image: HEAD, +dirty for uncommitted changes
     with tempfile.TemporaryDirectory(prefix="lfr-build-") as workdir:
         mounts = build_mounts(Path(workdir))
         if "runner" in which:

@@ -80,6 +80,15 @@ def tar_gz(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def folder_zip(root: Path) -> bytes:
+    """A zip of every file under ``root``, named relative to it (as tiny-imagenet-200.zip is)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for path in sorted(root.rglob("*")):
+            zipped.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
 def folder_tar_gz(root: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -230,14 +239,7 @@ def serve_missing(isolated: Path, tmp_path: Path, monkeypatch, names: tuple[str,
         made = tmp_path / name
         made.mkdir()
         shutil.move(isolated / "data" / archive.folder, made)
-        if archive.file.endswith(".zip"):
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w") as zipped:
-                for path in sorted((made / archive.folder).rglob("*")):
-                    zipped.write(path, path.relative_to(made).as_posix())
-            archives[archive.file] = buffer.getvalue()
-        else:
-            archives[archive.file] = folder_tar_gz(made)
+        archives[archive.file] = folder_zip(made) if archive.file.endswith(".zip") else folder_tar_gz(made)
         official_like(monkeypatch, name, archives[archive.file])
     served = Server(archives)
     monkeypatch.setenv("LFR_DATA_MIRROR", served.url)
@@ -287,13 +289,10 @@ def test_a_full_rehearsal_fetches_its_two_sets_before_its_first_run_and_builds_f
 def test_tiny_imagenet_is_fetched_from_its_zip_and_read_with_its_class_names(isolated, monkeypatch, tmp_path):
     made = tmp_path / "made"
     val_labels = write_tiny_imagenet(made, per_class=2, val=30)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zipped:
-        for path in sorted((made / "tiny-imagenet-200").rglob("*")):
-            zipped.write(path, path.relative_to(made).as_posix())
-    served = Server({"tiny-imagenet-200.zip": buffer.getvalue()})
+    body = folder_zip(made)
+    served = Server({"tiny-imagenet-200.zip": body})
     monkeypatch.setenv("LFR_DATA_MIRROR", served.url)
-    official_like(monkeypatch, "tiny_imagenet", buffer.getvalue())
+    official_like(monkeypatch, "tiny_imagenet", body)
     try:
         assert str(isolated / "data" / "tiny-imagenet-200") in get("tiny_imagenet")
     finally:
