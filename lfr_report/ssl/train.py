@@ -46,6 +46,7 @@ from lfr_report.data import identity
 from lfr_report.errors import ConfigError, Diverged
 from lfr_report.names import test_metric, train_metric
 from lfr_report.tracking import lock
+from lfr_report.tracking.observers import interrupts_deferred
 from lfr_report.tracking.store import checkpoints_dir
 
 # (batch uint8 on device, its indices in the training set, generator) -> two float views
@@ -501,7 +502,7 @@ def _save_atomic(obj: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as file:
+        with os.fdopen(fd, "wb") as file, interrupts_deferred():
             torch.save(obj, file)
         os.replace(tmp, path)
     except BaseException:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sacred.run import Run as SacredRun
 
+from lfr_report.tracking.observers import interrupts_deferred
 from lfr_report.tracking.store import RunStore
 
 
@@ -34,7 +35,7 @@ def add_torch_artifact(run: SacredRun, name: str, obj: Any) -> None:
 def _add(run: SacredRun, name: str, write: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        with path.open("wb") as f:
+        with path.open("wb") as f, interrupts_deferred():  # a Ctrl-C mid-write would fail the run
             write(f)
         run.add_artifact(str(path), name)
 

@@ -70,6 +70,33 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then act on them as usual.
+
+    For writes that must not stop half-way: a ``KeyboardInterrupt`` raised inside
+    ``torch.save`` comes out of its C++ writer as a ``RuntimeError`` ("unexpected pos"),
+    so a run stopped while it checkpoints was recorded FAILED, not INTERRUPTED.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _: caught.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in caught[:1]:  # the first signal held decides, as it would have without the block
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
+
+
 def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
     """Run ``ex`` from the command line as Sacred does, with the default observer unless one is named.
 
