@@ -95,6 +95,7 @@ def new_experiment(
     ex.doc = script.get("__doc__", "")
     ex.mainfile, ex.sources, ex.dependencies = gather_sources_and_dependencies(script, ex.save_git_info, ex.base_dir)
     ex.captured_out_filter = apply_backspaces_and_linefeeds
+    ex.config(_threads)
     ex.add_named_config("default", {"scale": "default"})
     if launched():
         script_name = Path(script.get("__file__", name)).name
@@ -111,10 +112,15 @@ def new_experiment(
     return ex
 
 
+def _threads():
+    threads = 1  # torch and BLAS threads on the CPU: part of what defines a run (CPU results depend on it), never the core count, so any machine gives the same numbers; ignored on a GPU
+
+
 # --- config checks ---------------------------------------------------------------------
 
 # Keys most experiments have: checked wherever the config holds them.
-COMMON = {"scale": one_of("smoke", "default", "full", "full rehearsal"), "seed": a_seed, "device": device}
+COMMON = {"scale": one_of("smoke", "default", "full", "full rehearsal"), "seed": a_seed, "device": device,
+          "threads": positive_int}  # fmt: skip
 
 
 def checks(ex: Experiment, table: Mapping[str, Check], extra: Callable[[dict], None] | None = None) -> None:

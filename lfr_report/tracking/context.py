@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 import torch
 
 from lfr_report import distributed
@@ -36,11 +37,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def use_threads(threads: int) -> None:
+    """Compute with ``threads`` threads in torch and in NumPy's BLAS from here on: a run's CPU
+    results depend on its thread count, never on how many cores the machine has."""
+    torch.set_num_threads(threads)
+    threadpoolctl.threadpool_limits(threads)
+
+
 def describe_device(device: torch.device) -> str:
     """A human description: the GPU's name, or the CPU and torch's thread count."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def git_commit(path: Path = REPO_ROOT) -> str | None:
@@ -69,7 +78,8 @@ def git_commit(path: Path = REPO_ROOT) -> str | None:
 
 
 def begin_run(run, seed: int, device: str) -> torch.device:
-    """What every experiment does first: seed Python, NumPy and torch, pick the device, and
+    """What every experiment does first: seed Python, NumPy and torch, pick the device (on the
+    CPU, compute with the config's ``threads``: ``use_threads``), and
     record in the run's info the device, the git commit and the torch version; from here on
     the data sets read are this run's (``lfr_report.data.identity``). It takes the
     configuration's lock (``tracking.lock.for_config``; rank 0 alone under torchrun), so a
@@ -89,6 +99,8 @@ def begin_run(run, seed: int, device: str) -> torch.device:
     if distributed.is_main():
         lock.acquire(lock.for_config(run.experiment_info["name"], run.config))
     seed_everything(seed)
+    if resolved.type == "cpu":
+        use_threads(int(run.config.get("threads", 1)))
     if resolved.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     run.info.update(device=describe_device(resolved), git_commit=git_commit(), torch=str(torch.__version__))
