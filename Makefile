@@ -18,8 +18,8 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 SCALE ?= default
 # which reports `make report` builds: all, or some of the names in lfr_report/registry.py
 REPORTS ?= all
-# where missing runs run: inline (this process), local (submitit subprocesses, PARALLEL at a time) or slurm
-EXECUTOR ?= inline
+# where missing runs run: local (submitit subprocesses, PARALLEL at a time, default one per core), inline (this process) or slurm
+EXECUTOR ?= local
 PARALLEL ?=
 # what `make test` needs from Debian: the one-node Slurm cluster it starts for the executor
 # tests, and Fashion-MNIST, whose presence the dry-run plan of the default scale checks

@@ -1,7 +1,7 @@
 """The ``lfr`` command line (also ``python -m lfr_report``).
 
     lfr report NAME [NAME ...] | all [--scale default] [--rehearse] [--out reports/NAME.pdf]   (names: lfr report --help)
-               [--dry-run] [--executor inline|local|slurm] [--parallel K] [--slurm-config FILE] ...
+               [--dry-run] [--executor local|inline|slurm] [--parallel K] [--slurm-config FILE] ...
     lfr data list | lfr data get NAME [NAME ...]
     lfr runs [--experiment vicreg] [--status COMPLETED] [--config scale=default] [--tag T] [--metric NAME]
     lfr runs show ID
@@ -36,24 +36,29 @@ def _report(args: argparse.Namespace) -> None:
         raise LfrError(f"--out {args.out} is one file but {len(chosen)} reports were asked for: give a folder")
     folder = not args.out or out.is_dir() or out.suffix.lower() != ".pdf"  # a folder: NAME.pdf inside it
     how = _launch_settings(args)
-    if args.rehearse and (args.dry_run or how is not None):
-        raise LfrError("--rehearse runs inline only: leave out --dry-run and --executor")
     needs = [need for name in chosen for need in report(name).needed(args.scale, args.rehearse)]
     check_data(needs, download=not (args.no_download or args.dry_run))  # before any run
     store = open_store()
-    if not args.dry_run:
-        check_can_record()
-    for name in chosen:
-        declared = report(name)
-        if args.dry_run or how is not None:
-            from lfr_report.report import launch
+    declared = [report(name) for name in chosen]
+    if args.dry_run:
+        from lfr_report.report import launch
 
-            if args.dry_run:
-                print(launch.describe_plan(declared, args.scale, store, launch.plan(declared, store, args.scale)))
-                continue
-            launch.launch(declared, store, args.scale, how)
-        path = declared.build(store, args.scale, out / f"{name}.pdf" if folder else out, args.rehearse)
+        for r in declared:
+            print(launch.describe_plan(r, args.scale, store, launch.plan(r, store, args.scale, args.rehearse)))
+        return
+    check_can_record()
+
+    def write(r) -> None:
+        path = r.build(store, args.scale, out / f"{r.name}.pdf" if folder else out, args.rehearse)
         print(f"report written: {path}")
+
+    if how is None:  # inline: each report's missing runs in this process, one after another
+        for r in declared:
+            write(r)
+        return
+    from lfr_report.report import launch
+
+    launch.launch(declared, store, args.scale, how, args.rehearse, on_complete=write)
 
 
 def _launch_settings(args: argparse.Namespace):
@@ -211,11 +216,14 @@ def parser() -> argparse.ArgumentParser:
                         help="do not fetch a missing CIFAR-10, STL-10 or Tiny ImageNet before the runs; stop with one line instead")  # fmt: skip
     report.add_argument("--dry-run", action="store_true",
                         help="print the plan (runs found, runs that would run, in which wave) and stop")  # fmt: skip
-    report.add_argument("--executor", default="inline", choices=("inline", "local", "slurm"),
-                        help="where missing runs run: inline (this process, one after another; the default), "
-                             "local (subprocesses, --parallel at a time) or slurm (a job array per wave)")  # fmt: skip
+    report.add_argument("--executor", default="local", choices=("inline", "local", "slurm"),
+                        help="where missing runs run: local (subprocesses side by side, each starting as soon as "
+                             "the runs it needs exist; the default), inline (this process, one after another) or "
+                             "slurm (a job array per wave). The numbers are the same with each: a run computes with "
+                             "its config's threads (1), whatever the machine")  # fmt: skip
     report.add_argument("--parallel", type=int, metavar="K",
-                        help="jobs at a time (default: local 1, slurm every run of a wave)")  # fmt: skip
+                        help="jobs at a time (default: local one per core this process may use, or one per GPU; "
+                             "slurm every run of a wave)")  # fmt: skip
     report.add_argument("--jobs-dir", default="jobs", help="submitit's job folders and logs (default: jobs/)")
     slurm = report.add_argument_group("slurm jobs (override the [slurm] table of --slurm-config)")
     slurm.add_argument(
@@ -224,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition")
     slurm.add_argument("--time-min", type=int, help="time limit per job in minutes (default 60)")
     slurm.add_argument("--gpus-per-job", type=int)
-    slurm.add_argument("--cpus-per-job", type=int, help="CPUs per job, also its torch threads")
+    slurm.add_argument("--cpus-per-job", type=int, help="CPUs per job (a run computes with its config's threads)")
     slurm.add_argument("--mem-gb", type=float, help="memory per job in GB")
     report.set_defaults(func=_report)
 

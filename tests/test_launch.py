@@ -6,8 +6,9 @@ PDFs must carry the same numbers. The Slurm test records its runs over the wire 
 live MongoDB-protocol server of the Mongo tests.
 
 Torch's CPU results depend on its thread count (a smoke VICReg run's probe accuracy was
-0.199 with 2 threads and 0.258 with 1), so the inline build here uses the threads each job
-gets (cores/2 with ``--parallel 2``, and as ``--cpus-per-job``).
+0.199 with 2 threads and 0.258 with 1), which is why a run's ``threads`` is part of its
+config: the inline build (one run after another in this process) and the builds with jobs
+side by side compute with the same threads and must give the same numbers.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import launch_report
 import pytest
@@ -30,8 +34,6 @@ from lfr_report.registry import REPORTS
 from lfr_report.report.launch import Launch, RunFailed, SlurmSettings, launch, plan
 from lfr_report.report.spec import Need
 from lfr_report.tracking.store import FileRunStore, MongoRunStore, StoreError
-
-THREADS = max(1, (os.cpu_count() or 1) // 2)  # each job's torch threads with --parallel 2 (and --cpus-per-job)
 
 
 def register_test_report(monkeypatch, root: Path) -> Path:
@@ -56,23 +58,28 @@ def use_file_store(monkeypatch, root: Path) -> FileRunStore:
     return FileRunStore(root / "runs")
 
 
+class Inline(NamedTuple):
+    numbers: list[str]  # the PDF's numbers
+    store: FileRunStore
+
+
 @pytest.fixture(scope="module")
-def inline_numbers(tmp_path_factory) -> list[str]:
-    """The numbers of the test report built inline, with the torch threads each job has, once for the module."""
+def inline(tmp_path_factory) -> Inline:
+    """The numbers of the test report built inline (this process, its torch threads as they are), once for the module."""
     root = tmp_path_factory.mktemp("inline")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as monkeypatch:
         register_test_report(monkeypatch, root)
-        use_file_store(monkeypatch, root)
+        store = use_file_store(monkeypatch, root)
         monkeypatch.setenv("LFR_DATA_DIR", str(root / "data"))
         monkeypatch.delenv("LFR_MONGO_URL", raising=False)
-        torch.set_num_threads(THREADS)
         try:
-            numbers = report_numbers(build(root, "inline"))
+            numbers = report_numbers(build(root, "inline", "--executor", "inline"))
         finally:
             torch.set_num_threads(threads)
     assert len(numbers) >= 4
-    return numbers
+    assert {r.info["device"] for r in store.runs()} == {"cpu (1 thread)"}  # the config's threads, not the cores
+    return Inline(numbers, store)
 
 
 def build(tmp: Path, name: str, *options: str) -> Path:
@@ -95,16 +102,18 @@ def test_dry_run_prints_the_plan_in_waves_and_trains_nothing(isolated, capsys):
     assert not list((isolated / "runs").iterdir()) and not (isolated / "reports").exists()
 
 
-def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_report, inline_numbers, monkeypatch,
+def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_report, inline, monkeypatch,
                                                                          capsys):  # fmt: skip
     local_store = use_file_store(monkeypatch, test_report / "local")
-    local = build(test_report, "local", "--executor", "local", "--parallel", "2")
+    local = build(test_report, "local", "--parallel", "2")  # local is the default executor
     out = capsys.readouterr().out
-    assert "wave 1/2: 1 run(s) through the local executor" in out and "wave 2/2: 2 run(s)" in out
-    for key in ("encoder", "retrieval", "anomaly"):
-        assert f"  {key}: queued" in out and f"  {key}: done: run " in out
-    assert report_numbers(local) == inline_numbers
-    assert {r.info["device"] for r in local_store.runs()} == {f"cpu ({THREADS} threads)"}  # cores / --parallel
+    assert "3 run(s) to make, 2 at a time, through the local executor" in out
+    for key, wave in (("encoder", 1), ("retrieval", 2), ("anomaly", 2)):
+        assert f"started  launch_test/{key}  (wave {wave}, job " in out and f"done     launch_test/{key}  in " in out
+    assert out.index("done     launch_test/encoder") < out.index("started  launch_test/retrieval")
+    assert "made 3 run(s) in " in out and "  wave 2:   2 run(s), " in out  # the waves' summary
+    assert report_numbers(local) == inline.numbers
+    assert {r.info["device"] for r in local_store.runs()} == {"cpu (1 thread)"}
     assert sorted(r.status for r in local_store.runs()) == ["COMPLETED"] * 3
     logs = list((test_report / "jobs").rglob("*_log.out"))
     assert len(logs) == 3  # one submitit job per run
@@ -113,8 +122,27 @@ def test_local_executor_gives_the_inline_report_and_a_rerun_runs_nothing(test_re
     assert cli.main(["report", launch_report.NAME, "--scale", "smoke", "--dry-run"]) == 0
     dry = capsys.readouterr().out.splitlines()
     assert "exists: run 1" in dry[1] and dry[-1] == "3 of 3 runs exist; 0 would run in 0 wave(s)"
-    build(test_report, "again", "--executor", "local", "--parallel", "2")
-    assert "wave" not in capsys.readouterr().out and len(local_store.runs()) == 3
+    build(test_report, "again")
+    assert "to make" not in capsys.readouterr().out and len(local_store.runs()) == 3
+
+
+def test_one_core_gives_the_numbers_of_two_and_runs_one_job_at_a_time(inline, tmp_path):
+    """``taskset -c 0``: the same run makes the same numbers on one core, and the launcher's default is one job."""
+    env = {**os.environ, "LFR_RUNS_DIR": str(tmp_path / "runs"), "LFR_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+           "PYTHONPATH": str(Path(cli.__file__).parents[1])}  # fmt: skip
+    env.pop("LFR_MONGO_URL", None)
+    one_core = ["taskset", "-c", "0", sys.executable]
+    done = subprocess.run([*one_core, "-c", "from lfr_report.report.launch import default_parallel as d; print(d())"],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "1"
+    subprocess.run([*one_core, str(Path(cli.__file__).parents[1] / "experiments" / "vicreg.py"), "with", "smoke"],
+                   env=env, capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
+    [alone] = FileRunStore(tmp_path / "runs").runs()
+    [encoder] = [r for r in inline.store.runs() if r.experiment == "vicreg"]
+    assert alone.config == encoder.config and alone.result == encoder.result
+    losses = [FileRunStore(tmp_path / "runs").metrics(alone.id)["train_loss"].values,
+              inline.store.metrics(encoder.id)["train_loss"].values]  # fmt: skip
+    assert losses[0] == losses[1] and len(losses[0]) > 1
 
 
 def test_a_failed_run_stops_the_report_naming_it_and_the_completed_ones_stay(test_report, monkeypatch, capsys):
@@ -172,7 +200,10 @@ def test_slurm_settings_from_a_file_and_options(tmp_path):
 @pytest.mark.parametrize(
     ("options", "error"),
     [
-        (["--parallel", "2"], "--parallel runs jobs side by side: use it with --executor local or slurm"),
+        (
+            ["--executor", "inline", "--parallel", "2"],
+            "--parallel runs jobs side by side: use it with --executor local or slurm",
+        ),
         (["--executor", "local", "--parallel", "0"], "--parallel must be at least 1, got 0"),
         (["--executor", "slurm", "--slurm-config", "nowhere.toml"], "--slurm-config nowhere.toml: no such file"),
     ],
@@ -193,20 +224,20 @@ def slurm(tmp_path_factory) -> Path:
         yield conf
 
 
-def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_report, inline_numbers, slurm,
+def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_report, inline, slurm,
                                                                           mongo_url, monkeypatch, capsys):  # fmt: skip
     monkeypatch.setenv("SLURM_CONF", str(slurm))
     monkeypatch.setenv("LFR_MONGO_URL", mongo_url)
     monkeypatch.setenv("LFR_CHECKPOINT_DIR", str(test_report / "slurm-checkpoints"))
     on_slurm = build(test_report, "slurm", "--executor", "slurm", "--parallel", "2", "--time-min", "10",
-                     "--cpus-per-job", str(THREADS))  # fmt: skip
+                     "--cpus-per-job", "2")  # fmt: skip
     out = capsys.readouterr().out
-    assert "wave 1/2: 1 run(s) through the slurm executor" in out and "wave 2/2: 2 run(s)" in out
-    assert "  encoder: done: run 1  (job " in out
-    assert report_numbers(on_slurm) == inline_numbers
+    assert "wave 1: 1 run(s) submitted to Slurm" in out and "wave 2: 2 run(s) submitted to Slurm" in out
+    assert "done     launch_test/encoder  in " in out and ": run 1  (" in out
+    assert report_numbers(on_slurm) == inline.numbers
     wire = MongoRunStore.from_url(mongo_url)
     assert sorted(r.status for r in wire.runs()) == ["COMPLETED"] * 3
-    assert {r.info["device"] for r in wire.runs()} == {f"cpu ({THREADS} threads)"}  # --cpus-per-job reached torch
+    assert {r.info["device"] for r in wire.runs()} == {"cpu (1 thread)"}  # the config's threads, not the job's CPUs
 
 
 def test_slurm_refusing_the_jobs_is_an_error_and_runs_nothing(test_report, slurm, monkeypatch, capsys):

@@ -41,6 +41,7 @@ from lfr_report.tracking.store import Run, RunStore
 
 EXECUTORS = ("inline", "local", "slurm")
 POLL_S = 2.0  # how often the launcher looks at its jobs
+HEARTBEAT_S = 60.0  # how often it prints a line of the running ones
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit kills a local job after 2 minutes unless told otherwise
 # Settings a worker must see as the launcher does: paths made absolute (a job's working
 # directory may differ), the rest passed as they are.
@@ -77,9 +78,10 @@ def _placeholder(value: Any) -> Any:
     return f"<from {'+'.join(value.keys)}>" if isinstance(value, After) else value
 
 
-def plan(report: Report, store: RunStore, scale: str) -> list[Planned]:
-    """Every run ``report`` needs at ``scale``: found in ``store``, or missing with its wave."""
-    needs = report.needs(scale)
+def plan(report: Report, store: RunStore, scale: str, rehearse: bool = False) -> list[Planned]:
+    """Every run ``report`` needs at ``scale`` (``rehearse``: sizes shrunk): found in ``store``, or missing
+    with its wave."""
+    needs = report.needed(scale, rehearse)
     declared = [need.key for need in needs]
     found: Runs = {}
     waves: dict[str, int] = {}  # missing key -> wave
@@ -192,23 +194,17 @@ class Launch:
             raise ConfigError(f"--parallel must be at least 1, got {self.parallel}")
 
 
-def worker_environment(threads: int | None) -> dict[str, str]:
+def worker_environment() -> dict[str, str]:
     """The settings a job needs to record into the launcher's store and read its data."""
     env = {key: str(Path(os.environ.get(key, default)).resolve()) for key, default in PATH_SETTINGS.items()}
     env.update({key: os.environ[key] for key in PASSED_SETTINGS if os.environ.get(key)})
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
 def run_job(experiment: str, named: list[str], updates: dict[str, Any], env: dict[str, str]) -> str:
-    """What each job runs (in a fresh process): ``find_or_run`` in the launcher's settings; the run's id."""
-    import torch
-
+    """What each job runs (in a fresh process): ``find_or_run`` in the launcher's settings; the run's id.
+    The run computes with its config's ``threads`` (``tracking.context.begin_run``), whatever the job's CPUs."""
     os.environ.update(env)
-    threads = env.get("OMP_NUM_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
-    if threads:
-        torch.set_num_threads(int(threads))
     from lfr_report.tracking.observers import sigterm_as_interrupt
     from lfr_report.tracking.store import open_store
 
@@ -223,27 +219,205 @@ class RunFailed(LfrError):
     """A run of the report failed in its job: the report stops, the completed runs stay."""
 
 
-def launch(report: Report, store: RunStore, scale: str, how: Launch, say: Callable[[str], None] = print) -> Runs:
-    """Run every missing run of ``report`` at ``scale`` through submitit, wave by wave; the runs by key."""
-    planned = plan(report, store, scale)
-    waves = max((p.wave or 0 for p in planned), default=0)
-    for number in range(1, waves + 1):
-        ready = [p for p in planned if p.run is None and not p.waits_for]
-        if not ready:
-            break
-        say(f"wave {number}/{waves}: {len(ready)} run(s) through the {how.executor} executor")
-        _run_wave(ready, how, say)
-        planned = plan(report, store, scale)  # the next wave's configs name this wave's runs
-        lost = [p for p in planned if p.run is None and p.need.key in {r.need.key for r in ready}]
-        if lost:
-            raise RunFailed(f"run {lost[0].need.key} (`{lost[0].command}`) finished, but {store.location} holds no "
-                            "completed run of its config: do the jobs record into the same store (LFR_MONGO_URL, "
-                            "or LFR_RUNS_DIR on a shared path)?")  # fmt: skip
-    return {p.need.key: p.run for p in planned if p.run is not None}
+@dataclass
+class _Job:
+    """A run submitted for this build: what it is, its submitit job, when it started and ended."""
+
+    label: str  # report/key, as the progress lines name it
+    planned: Planned
+    wave: int  # its depth in the declarations' dependencies (1: needs no run of this build)
+    slot: int = 0  # local: which of the --parallel slots it runs in
+    job: Any = None
+    started: float | None = None
+    ended: float | None = None
+    state: str = "queued"
+
+
+def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how: Launch, rehearse: bool = False,
+           say: Callable[[str], None] = print, on_complete: Callable[[Report], None] | None = None) -> Runs:  # fmt: skip
+    """Run every missing run of ``reports`` at ``scale`` through submitit; the runs of the last report by key.
+
+    Local jobs start as soon as a slot is free and the runs they name exist (the
+    declarations' dependencies, across all the reports at once); Slurm gets one job array per
+    wave. A report whose runs all exist is handed to ``on_complete`` at once (its PDF need
+    not wait for the other reports' runs). One line per run as it starts and ends, a line of
+    the running ones every minute, and the waves' summary at the end."""
+    reports = [reports] if isinstance(reports, Report) else list(reports)
+    plans = {r.name: plan(r, store, scale, rehearse) for r in reports}
+    waves = {(name, p.need.key): p.wave for name, planned in plans.items() for p in planned if p.run is None}
+    jobs: dict[str, _Job] = {}  # by command: one job for a run two reports need
+    total = len({p.command if not p.waits_for else (name, p.need.key)
+                 for name, planned in plans.items() for p in planned if p.run is None})  # fmt: skip
+    slots = how.parallel or default_parallel()
+    if total:
+        at_a_time = "a wave at a time" if how.executor == "slurm" and not how.parallel else f"{slots} at a time"
+        say(f"{total} run(s) to make, {at_a_time}, through the {how.executor} executor (logs in {how.jobs_dir}/)")
+    started_at, last_beat = time.monotonic(), time.monotonic()
+    completed: set[str] = set()
+    try:
+        while True:
+            for r in reports:  # reports whose runs all exist: their PDFs now
+                if r.name not in completed and all(p.run is not None for p in plans[r.name]):
+                    completed.add(r.name)
+                    if on_complete is not None:
+                        on_complete(r)
+            running = [j for j in jobs.values() if j.state in ("queued", "running") and j.job is not None]
+            ready = _ready(plans, jobs, waves)
+            if not ready and not running:
+                break
+            if how.executor == "slurm":
+                if not running:
+                    _submit_array(ready, how, say, total, jobs)
+            else:
+                for job in ready[: max(0, slots - len(running))]:
+                    job.slot = min(set(range(slots)) - {j.slot for j in running})  # its GPU, when there are GPUs
+                    _submit_local(job, how, say, total, jobs)
+                    running.append(job)
+            finished = _poll(running, say, total, jobs, started_at)
+            if finished:
+                plans = {r.name: plan(r, store, scale, rehearse) for r in reports}  # they name the runs just made
+                _check_recorded(finished, plans, store)
+            elif time.monotonic() - last_beat >= HEARTBEAT_S:
+                say(_heartbeat(jobs, started_at))
+                last_beat = time.monotonic()
+            else:
+                time.sleep(POLL_S)
+    except BaseException:
+        _cancel([j.job for j in jobs.values() if j.job is not None and j.state in ("queued", "running")])
+        raise
+    if jobs:
+        say(summary(list(jobs.values()), time.monotonic() - started_at))
+    return {p.need.key: p.run for p in plans[reports[-1].name] if p.run is not None}
+
+
+def default_parallel() -> int:
+    """Runs side by side by default: one per GPU on a GPU machine, else one per core this process may use
+    (``taskset -c 0`` gives one); each run computes with its own ``threads`` (1 by default)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _ready(plans: dict[str, list[Planned]], jobs: dict[str, _Job], waves: dict) -> list[_Job]:
+    """The missing runs whose configs are known now and that no job makes yet, those that other runs
+    wait for first (they open the next wave), then in the order declared."""
+    ready: dict[str, _Job] = {}
+    waited_for = {(name, key) for name, planned in plans.items() for p in planned for key in p.waits_for}
+    for name, planned in plans.items():
+        for p in planned:
+            if p.run is None and not p.waits_for and p.command not in jobs and p.command not in ready:
+                ready[p.command] = _Job(f"{name}/{p.need.key}", p, waves.get((name, p.need.key)) or 1)
+    order = sorted(ready.values(), key=lambda j: (tuple(j.label.split("/", 1)) not in waited_for, j.wave))
+    return order
+
+
+def _submit_local(job: _Job, how: Launch, say: Callable[[str], None], total: int, jobs: dict[str, _Job]) -> None:
+    p = job.planned
+    executor = _executor(how, how.jobs_dir.resolve() / "%j", job.slot)
+    job.job = executor.submit(run_job, p.need.experiment, list(p.named), p.updates, worker_environment())
+    job.started, job.state = time.monotonic(), "running"
+    jobs[p.command] = job
+    say(f"[{len(jobs):{len(str(total))}d}/{total}] started  {job.label}  (wave {job.wave}, job {job.job.job_id}: "
+        f"{p.command})")  # fmt: skip
+
+
+def _submit_array(ready: list[_Job], how: Launch, say: Callable[[str], None], total: int,
+                  jobs: dict[str, _Job]) -> None:  # fmt: skip
+    """One Slurm job array for the runs ready now (``--parallel`` of them at a time, or all)."""
+    args = [(j.planned.need.experiment, list(j.planned.named), j.planned.updates, worker_environment()) for j in ready]
+    try:
+        executor = _executor(how, how.jobs_dir.resolve() / "%j", 0, array_parallelism=how.parallel or len(ready))
+        submitted = executor.map_array(run_job, *zip(*args, strict=True))
+    except Exception as exc:  # sbatch refused: a wrong partition, time limit, account ...
+        raise RunFailed(f"sbatch refused the jobs: {_last_line(str(exc))}") from None
+    say(f"wave {max(j.wave for j in ready)}: {len(ready)} run(s) submitted to Slurm")
+    for job, handle in zip(ready, submitted, strict=True):
+        job.job = handle
+        jobs[job.planned.command] = job
+        say(f"[{len(jobs):{len(str(total))}d}/{total}] queued   {job.label}  (job {handle.job_id}: "
+            f"{job.planned.command})")  # fmt: skip
+
+
+def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dict[str, _Job],
+          started_at: float) -> list[_Job]:  # fmt: skip
+    """Update the running jobs' states, with a line for each change; the jobs that ended. A failure raises."""
+    finished = []
+    for job in running:
+        state = _state(job.job)
+        if state in (job.state, "queued"):
+            continue
+        now = time.monotonic()
+        if state == "running":
+            job.started = now
+            say(f"{'':{2 * len(str(total)) + 3}s} running  {job.label}  (job {job.job.job_id})")
+            job.state = state
+            continue
+        job.state, job.ended = state, now
+        if state == "failed":
+            raise RunFailed(f"run {job.planned.need.key} failed: `{job.planned.command}`: {_error(job.job)}; "
+                            f"log: {job.job.paths.stderr}")  # fmt: skip
+        done = sum(1 for j in jobs.values() if j.ended is not None)
+        say(f"[{done:{len(str(total))}d}/{total}] done     {job.label}  in {_duration(now - (job.started or now))}: "
+            f"{state.removeprefix('done: ')}  ({_duration(now - started_at)} since the start)")  # fmt: skip
+        finished.append(job)
+    return finished
+
+
+def _check_recorded(finished: list[_Job], plans: dict[str, list[Planned]], store: RunStore) -> None:
+    """A job that ended well must have left its completed run in the launcher's store."""
+    missing = {p.command for planned in plans.values() for p in planned if p.run is None}
+    for job in finished:
+        if job.planned.command in missing:
+            raise RunFailed(f"run {job.planned.need.key} (`{job.planned.command}`) finished, but {store.location} "
+                            "holds no completed run of its config: do the jobs record into the same store "
+                            "(LFR_MONGO_URL, or LFR_RUNS_DIR on a shared path)?")  # fmt: skip
+
+
+def _heartbeat(jobs: dict[str, _Job], started_at: float) -> str:
+    """The line printed every minute: each running job, its time and its progress bar's last state."""
+    now = time.monotonic()
+    parts = [f"{j.label} {_duration(now - (j.started or now))}" + (f" [{_last_progress(j.job)}]" if _last_progress(j.job)
+             else "") for j in jobs.values() if j.state == "running"]  # fmt: skip
+    done = sum(1 for j in jobs.values() if j.ended is not None)
+    return f"  ... {_duration(now - started_at)}, {done} done; running: " + ("; ".join(parts) or "none")
+
+
+def _last_progress(job) -> str:
+    """The last state of the progress bar in a job's log (tqdm writes it to stderr), shortened."""
+    try:
+        with open(job.paths.stderr, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            tail = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    bars = [part.strip() for part in re.split(r"[\r\n]", tail) if "%|" in part]
+    return re.sub(r"\|[^|]*\|", "", bars[-1])[:70] if bars else ""
+
+
+def summary(jobs: Sequence[_Job], wall_s: float) -> str:
+    """The waves at the end of a build: per wave, its runs, their summed time and the longest one."""
+    lines = [f"made {len(jobs)} run(s) in {_duration(wall_s)}:"]
+    for wave in sorted({j.wave for j in jobs}):
+        mine = [j for j in jobs if j.wave == wave]
+        times = {j.label: (j.ended or 0) - (j.started or 0) for j in mine}
+        longest = max(times, key=times.get)
+        lines.append(f"  wave {wave}: {len(mine):3d} run(s), {_duration(sum(times.values()))} of run time, longest "
+                     f"{longest} {_duration(times[longest])}")  # fmt: skip
+    busy = sum((j.ended or 0) - (j.started or 0) for j in jobs)
+    lines.append(f"  {_duration(busy)} of run time in {_duration(wall_s)}: {busy / max(wall_s, 1e-9):.2f} runs busy "
+                 "on average")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _executor(how: Launch, folder: Path, slot: int, array_parallelism: int = 1):
-    """A submitit executor for one local job (its own threads and GPU) or for Slurm arrays."""
+    """A submitit executor for one local job (its own GPU, if there are GPUs) or for Slurm arrays."""
     import submitit
 
     if how.executor == "slurm":
@@ -259,54 +433,6 @@ def _executor(how: Launch, folder: Path, slot: int, array_parallelism: int = 1):
     return executor
 
 
-def _run_wave(ready: Sequence[Planned], how: Launch, say: Callable[[str], None]) -> None:
-    """Submit ``ready`` and wait, with a line per change of state; the first failure raises ``RunFailed``."""
-    folder = how.jobs_dir.resolve() / "%j"
-    if how.executor == "slurm":
-        env = worker_environment(how.slurm.cpus_per_job)
-        args = [(p.need.experiment, list(p.named), p.updates, env) for p in ready]
-        try:
-            executor = _executor(how, folder, 0, array_parallelism=how.parallel or len(ready))
-            jobs = executor.map_array(run_job, *zip(*args, strict=True))
-        except Exception as exc:  # sbatch refused: a wrong partition, time limit, account ...
-            raise RunFailed(f"sbatch refused the jobs: {_last_line(str(exc))}") from None
-        return _watch(dict(zip(jobs, ready, strict=True)), [], how, say, folder)
-    parallel = how.parallel or 1
-    return _watch({}, list(ready), how, say, folder, parallel, threads=max(1, (os.cpu_count() or 1) // parallel))
-
-
-def _watch(running: dict, waiting: list[Planned], how: Launch, say: Callable[[str], None], folder: Path,
-           parallel: int = 1, threads: int = 1) -> None:  # fmt: skip
-    """Wait for the jobs, starting the waiting local ones as slots free up (``parallel`` at a time)."""
-    slots: dict[Any, int] = {}
-    shown: dict[Any, str] = {}
-    for p in waiting:
-        say(f"  {p.need.key}: queued  ({p.command})")
-    try:
-        while running or waiting:
-            while waiting and len(running) < parallel:  # local: start the next job in a free slot
-                p = waiting.pop(0)
-                slot = min(set(range(parallel)) - set(slots.values()))
-                job = _executor(how, folder, slot).submit(run_job, p.need.experiment, list(p.named), p.updates,
-                                                          worker_environment(threads))  # fmt: skip
-                running[job], slots[job], shown[job] = p, slot, "queued"  # said above
-            for job, p in list(running.items()):
-                state = _state(job)
-                if state != shown.get(job):
-                    shown[job] = state
-                    say(_progress(p, job, state))
-                if state == "failed":
-                    _cancel(running)
-                    raise RunFailed(f"run {p.need.key} failed: `{p.command}`: {_error(job)}; log: {job.paths.stderr}")
-                if state.startswith("done"):
-                    del running[job]
-                    slots.pop(job, None)
-            time.sleep(POLL_S if running else 0)
-    except KeyboardInterrupt:
-        _cancel(running)
-        raise
-
-
 def _state(job) -> str:
     """queued, running, done or failed. Running once the job's log exists (Slurm creates it when the job
     starts), which works without Slurm accounting; done or failed from submitit's result file."""
@@ -316,13 +442,6 @@ def _state(job) -> str:
         except Exception:
             return "failed"
     return "running" if job.paths.stdout.exists() else "queued"
-
-
-def _progress(p: Planned, job, state: str) -> str:
-    where = f"job {job.job_id}"
-    if state == "failed":
-        where += f", log {job.paths.stderr}"
-    return f"  {p.need.key}: {state}  ({where}{'; ' + p.command if state == 'queued' else ''})"
 
 
 def _error(job) -> str:
@@ -341,8 +460,8 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else text
 
 
-def _cancel(running: dict) -> None:
+def _cancel(handles: Sequence[Any]) -> None:
     """Cancel the jobs still running (completed runs stay in the store; the runs cancelled are INTERRUPTED)."""
-    for job in running:
-        if not job.done():
-            job.cancel(check=False)
+    for handle in handles:
+        if not handle.done():
+            handle.cancel(check=False)
