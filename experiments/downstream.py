@@ -82,7 +82,7 @@ def config():
     anomaly_shown = 7  # anomaly: most anomalous test images kept for the figure
     clusters = 10  # clustering: k of k-means
     silhouette_points = 10000  # clustering: sample for the silhouette score (it costs O(N^2))
-    tsne_points = 5000  # clustering and embeddings: points embedded with t-SNE for figures
+    tsne_points = 3000  # clustering and embeddings: points embedded with t-SNE for figures (as many as a half-page figure shows apart; full: 5000)
 
 
 @ex.named_config
@@ -97,6 +97,7 @@ def smoke():
 @ex.named_config
 def full():
     scale = "full"
+    tsne_points = 5000
 
 
 @ex.named_config
