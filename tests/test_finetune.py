@@ -113,3 +113,12 @@ def test_finetune_needs_an_encoder_and_a_known_init(isolated):
         ex.run(named_configs=["smoke"], config_updates={"encoder_run": 1, "init": "random"},
                options={"--loglevel": "ERROR"})  # fmt: skip
     assert not list((isolated / "runs").iterdir())
+
+
+def test_the_cpu_scale_compares_the_convnet_alone_and_smoke_and_full_both_backbones():
+    def keys(scale: str) -> list[str]:
+        return [need.key for need in simclr.REPORT.needs(scale)]
+
+    assert keys("default") == ["convnet", "convnet_pretrained", "convnet_scratch"]
+    for scale in ("smoke", "full"):
+        assert keys(scale) == [*keys("default"), "resnet", "resnet_pretrained", "resnet_scratch"]
