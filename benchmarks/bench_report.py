@@ -3,6 +3,7 @@
     python benchmarks/bench_report.py                                  # all reports, default scale
     python benchmarks/bench_report.py --reports simclr --executor inline
     python benchmarks/bench_report.py --write benchmarks/RESULTS.md    # and put the tables there
+    python benchmarks/bench_report.py --analyse bench-report-X --write benchmarks/RESULTS.md   # tables again
 
 It runs ``python -m lfr_report report <reports> --scale <scale> --executor <executor>`` from
 this checkout in a new folder of its own (``--work``: its runs/, checkpoints/, jobs/,
@@ -17,6 +18,7 @@ nothing else on the cores. ``--write`` replaces the section it wrote before in t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -37,6 +39,7 @@ def build(args: argparse.Namespace, work: Path, log_name: str) -> tuple[float, d
     env = {**os.environ, "LFR_RUNS_DIR": str(work / "runs"), "LFR_CHECKPOINT_DIR": str(work / "checkpoints"),
            "LFR_DATA_DIR": str(Path(os.environ.get("LFR_DATA_DIR", REPO / "data")).resolve())}  # fmt: skip
     env.pop("LFR_MONGO_URL", None)
+    env["PYTHONUNBUFFERED"] = "1"  # each line when it happens: the PDFs' times are read from them
     command = [sys.executable, "-m", "lfr_report", "report", *args.reports, "--scale", args.scale,
                "--executor", args.executor, "--out", str(work / "reports"), "--jobs-dir", str(work / "jobs"),
                *(["--parallel", str(args.parallel)] if args.parallel else [])]  # fmt: skip
@@ -83,17 +86,17 @@ def machine() -> str:
 
 
 def minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def markdown(args, first: float, written: dict[str, float], again: float, times) -> str:
-    from lfr_report.tracking.context import git_commit
-
+def markdown(args, measured: dict, times, commit: str) -> str:
+    first, written, again = measured["first_s"], measured["written_s"], measured["again_s"]
     total_runs = sum(len(rows) for rows in times.values())
     run_time = sum(t for rows in times.values() for _, _, t in rows)
     lines = [BEGIN, f"## `make report` from an empty store: {datetime.now(UTC):%Y-%m-%d}", "",
-             f"Machine: {machine()}. Commit {git_commit()}.", "",
-             f"Command: `python benchmarks/bench_report.py {' '.join(sys.argv[1:])}` (the build it times: "
+             f"Machine: {machine()}. Commit {commit} (as its runs recorded it).{' ' + measured['note'] if 'note' in measured else ''}", "",
+             f"Command: `{measured['command']}` (the build it times: "
              f"`lfr report {' '.join(args.reports)} --scale {args.scale} --executor {args.executor}"
              f"{f' --parallel {args.parallel}' if args.parallel else ''}` into an empty store).", "",
              f"- from an empty store: **{minutes(first)}** for {total_runs} runs ({minutes(run_time)} of run time, "
@@ -127,17 +130,30 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, help="jobs at a time (default: lfr's, one per core)")
     parser.add_argument("--work", type=Path, help="a new folder for the build (default: bench-report-<time>/)")
     parser.add_argument("--write", type=Path, metavar="FILE", help="put the results in FILE (its own section)")
+    parser.add_argument("--analyse", type=Path, metavar="WORK",
+                        help="no build: the tables from a folder an earlier run of this script built (its times.json)")  # fmt: skip
     args = parser.parse_args()
-    work = (args.work or REPO / f"bench-report-{datetime.now():%Y%m%d-%H%M%S}").resolve()
-    work.mkdir(parents=True, exist_ok=False)
+    if args.analyse:
+        work = args.analyse.resolve()
+        times = json.loads((work / "times.json").read_text())
+    else:
+        work = (args.work or REPO / f"bench-report-{datetime.now():%Y%m%d-%H%M%S}").resolve()
+        work.mkdir(parents=True, exist_ok=False)
+        first, written = build(args, work, "build.log")
+        again, _ = build(args, work, "again.log")
+        times = {"first_s": first, "written_s": written, "again_s": again,
+                 "command": f"python benchmarks/bench_report.py {' '.join(sys.argv[1:])}"}  # fmt: skip
+        (work / "times.json").write_text(json.dumps(times, indent=1))
 
     from lfr_report.registry import REPORTS
     from lfr_report.tracking.store import FileRunStore
 
-    first, written = build(args, work, "build.log")
-    again, _ = build(args, work, "again.log")
+    os.environ.update(LFR_RUNS_DIR=str(work / "runs"), LFR_CHECKPOINT_DIR=str(work / "checkpoints"))  # as the build
+    os.environ.pop("LFR_MONGO_URL", None)
     names = list(REPORTS) if "all" in args.reports else args.reports
-    section = markdown(args, first, written, again, run_times(FileRunStore(work / "runs"), names, args.scale))
+    runs = run_times(FileRunStore(work / "runs"), names, args.scale)
+    commit = FileRunStore(work / "runs").runs()[-1].info.get("git_commit")
+    section = markdown(args, times, runs, commit)
     print(section)
     if args.write:
         write_section(args.write, section)

@@ -234,7 +234,7 @@ class _Job:
 
 
 def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how: Launch, rehearse: bool = False,
-           say: Callable[[str], None] = print, on_complete: Callable[[Report], None] | None = None) -> Runs:  # fmt: skip
+           say: Callable[[str], None] | None = None, on_complete: Callable[[Report], None] | None = None) -> Runs:  # fmt: skip
     """Run every missing run of ``reports`` at ``scale`` through submitit; the runs of the last report by key.
 
     Local jobs start as soon as a slot is free and the runs they name exist (the
@@ -242,6 +242,7 @@ def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how:
     wave. A report whose runs all exist is handed to ``on_complete`` at once (its PDF need
     not wait for the other reports' runs). One line per run as it starts and ends, a line of
     the running ones every minute, and the waves' summary at the end."""
+    say = say or _say
     reports = [reports] if isinstance(reports, Report) else list(reports)
     plans = {r.name: plan(r, store, scale, rehearse) for r in reports}
     waves = {(name, p.need.key): p.wave for name, planned in plans.items() for p in planned if p.run is None}
@@ -288,6 +289,10 @@ def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how:
     if jobs:
         say(summary(list(jobs.values()), time.monotonic() - started_at))
     return {p.need.key: p.run for p in plans[reports[-1].name] if p.run is not None}
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, also into a pipe (`make report | tee build.log`)
 
 
 def default_parallel() -> int:
@@ -413,7 +418,8 @@ def summary(jobs: Sequence[_Job], wall_s: float) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    minutes = f"{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{minutes}" if seconds >= 3600 else minutes.lstrip("0").rjust(5, "0")
 
 
 def _executor(how: Launch, folder: Path, slot: int, array_parallelism: int = 1):
