@@ -74,8 +74,10 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         linear = metrics[runs[key].id][names.TRANSFER_PROBE_TEST_ACCURACY].mean_std()
         linear_rows.append({"name": name, "linear": linear, "supervised": accuracy(f"{key}_scratch", 1.0),
                             "runs": f"{runs[key].id}, {runs[f'{key}_scratch'].id}"})  # fmt: skip
+    pool = runs[f"{first}_scratch"].config["data"]["train_size"]
+    labels = f"the {pool:,} labelled images of the fine-tuning pool" if pool else "all labels"
     linear_table = doc.table("Linear evaluation: top-1 accuracy (%) of a linear layer on the frozen pretrained backbone, "
-                             "beside the fully supervised baseline (the same network trained from scratch on all labels); "
+                             f"beside the fully supervised baseline (the same network trained from scratch on {labels}); "
                              f"mean ± std over {seeds} seeds.",
                              *(runs[k] for key in chosen for k in (key, f"{key}_scratch")))  # fmt: skip
 
