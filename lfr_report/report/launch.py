@@ -232,6 +232,11 @@ class _Job:
     ended: float | None = None
     state: str = "queued"
 
+    @property
+    def seconds(self) -> float:
+        """How long it ran (0 until it has started and ended)."""
+        return (self.ended or 0) - (self.started or 0)
+
 
 def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how: Launch, rehearse: bool = False,
            say: Callable[[str], None] | None = None, on_complete: Callable[[Report], None] | None = None) -> Runs:  # fmt: skip
@@ -383,8 +388,11 @@ def _check_recorded(finished: list[_Job], plans: dict[str, list[Planned]], store
 def _heartbeat(jobs: dict[str, _Job], started_at: float) -> str:
     """The line printed every minute: each running job, its time and its progress bar's last state."""
     now = time.monotonic()
-    parts = [f"{j.label} {_duration(now - (j.started or now))}" + (f" [{_last_progress(j.job)}]" if _last_progress(j.job)
-             else "") for j in jobs.values() if j.state == "running"]  # fmt: skip
+    parts = []
+    for j in jobs.values():
+        if j.state == "running":
+            bar = _last_progress(j.job)  # one read of its log
+            parts.append(f"{j.label} {_duration(now - (j.started or now))}" + (f" [{bar}]" if bar else ""))
     done = sum(1 for j in jobs.values() if j.ended is not None)
     return f"  ... {_duration(now - started_at)}, {done} done; running: " + ("; ".join(parts) or "none")
 
@@ -406,11 +414,11 @@ def summary(jobs: Sequence[_Job], wall_s: float) -> str:
     lines = [f"made {len(jobs)} run(s) in {_duration(wall_s)}:"]
     for wave in sorted({j.wave for j in jobs}):
         mine = [j for j in jobs if j.wave == wave]
-        times = {j.label: (j.ended or 0) - (j.started or 0) for j in mine}
+        times = {j.label: j.seconds for j in mine}
         longest = max(times, key=times.get)
         lines.append(f"  wave {wave}: {len(mine):3d} run(s), {_duration(sum(times.values()))} of run time, longest "
                      f"{longest} {_duration(times[longest])}")  # fmt: skip
-    busy = sum((j.ended or 0) - (j.started or 0) for j in jobs)
+    busy = sum(j.seconds for j in jobs)
     lines.append(f"  {_duration(busy)} of run time in {_duration(wall_s)}: {busy / max(wall_s, 1e-9):.2f} runs busy "
                  "on average")  # fmt: skip
     return "\n".join(lines)

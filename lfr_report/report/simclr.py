@@ -28,8 +28,8 @@ from lfr_report.tracking.store import RunStore
 BACKBONES = {"convnet": ("ConvNet", []), "resnet": ("ResNet", ["resnet"])}  # key -> (name, named configs)
 INITS = ("pretrained", "scratch")  # fine-tuning from the SimCLR weights, and the same network from fresh ones
 # On one CPU thread ResNet-20's SimCLR pretraining at `default` takes 1.2 s a step (1,170 steps: 23 min) against
-# the ConvNet's 0.5 s (10 min), and its two fine-tuning runs are slower in the same ratio: the CPU scale keeps
-# the ConvNet, so that `make report` stays within an hour on 2 cores; smoke and full compare both.
+# the ConvNet's 0.5 s (10 min), and its two fine-tuning runs would come on top (not measured at this setting):
+# the CPU scale keeps the ConvNet, to bring `make report` near an hour on 2 cores; smoke and full compare both.
 CPU_BACKBONES = {"default": ("convnet",)}
 
 
