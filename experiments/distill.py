@@ -35,6 +35,7 @@ from lfr_report.distill import SOLVERS, Distiller, InnerSpec
 from lfr_report.distill.training import Schedule, distill, load_task, score_baselines
 from lfr_report.errors import ConfigError
 from lfr_report.experiment import (
+    at_least,
     boolean,
     checks,
     dataset,
@@ -84,7 +85,8 @@ def config():
     inner_lr = 1e-3  # Adam learning rate of those inner steps
     cg_iterations = 10  # implicit: conjugate-gradient iterations for H^-1 grad_w L_out
     damping = 1e-2  # implicit: added to the Hessian's diagonal
-    eval_every = 10  # epochs between protocol-(b) evaluations (each refits w on D)
+    eval_every = 10  # epochs between protocol-(b) evaluations (each refits w on D, ~2-8 s on a CPU core); 0: only at
+    # the first, middle and last epoch, the marks of the report's epoch table (its runs without a curve take 0)
     retrain_steps = 2000  # protocol (b): full-batch Adam steps refitting w on D alone
     retrain_lr = 1e-3  # protocol (b): their learning rate
     eval_seeds = 5  # protocol (b) at the end: w refitted on D from this many inits (baselines: this many random
@@ -181,7 +183,7 @@ def _one_loss_and_known_tasks(config):
 checks(ex, {
     "second_task": optional(dataset), "trace": boolean,
     "solver": one_of(*SOLVERS, "baselines"), "size": positive_int, "hidden": positive_int, "epochs": positive_int,
-    "batch_size": positive_int, "eval_every": positive_int, "retrain_steps": positive_int, "eval_seeds": positive_int,
+    "batch_size": positive_int, "eval_every": at_least(0), "retrain_steps": positive_int, "eval_seeds": positive_int,
     "snapshots": positive_int, "inner_steps": positive_int, "cg_iterations": positive_int, "lr": positive,
     "sigma2": positive, "inner_lr": positive, "retrain_lr": positive, "rho": positive, "rho_max": positive,
     "init_high": positive, "weight_decay": non_negative, "noise": non_negative, "diversity": non_negative,

@@ -203,6 +203,29 @@ def test_the_epoch_loop_logs_each_epoch_per_task_and_refits_the_final_d():
     assert distiller.optimizer.param_groups[0]["lr"] < 1e-3  # the cosine decay
 
 
+@pytest.mark.parametrize("solver", ["value", "implicit"])
+def test_protocol_b_evaluations_do_not_change_the_distillation_and_0_keeps_the_tables_marks(solver):
+    """The report asks its runs without a curve for eval_every=0 (a cheaper build): that must
+    change which epochs are refitted and nothing else, the final D and its scores included."""
+    runs = {}
+    for every in (1, 0):
+        tasks = [_task(n=64, seed=0)]
+        distiller = Distiller(solver, InnerSpec(hidden=4), tasks, size=8, lr=1e-3, seed=0)
+        schedule = Schedule(epochs=6, batch_size=16, lr=1e-3, lr_decay="constant", rho=1.0, rho_max=10.0,
+                            eval_every=every, retrain_steps=5, retrain_lr=1e-3, eval_seeds=2, snapshots=2)  # fmt: skip
+        logged: dict[str, list] = {}
+        _, final = distill(distiller, tasks, schedule, 0,
+                           lambda name, value, step=None, into=logged: into.setdefault(name, []).append((step, value)))  # fmt: skip
+        runs[every] = (distiller.D.detach().clone(), final, logged)
+    (d1, final1, log1), (d0, final0, log0) = runs[1], runs[0]
+    assert [s for s, _ in log1["retrained_test_accuracy"]] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in log0["retrained_test_accuracy"]] == [1, 3, 6]  # first, middle, last
+    assert torch.equal(d1, d0) and final1 == final0
+    assert log1["outer_loss"] == log0["outer_loss"] and log1["final_retrained_test_accuracy"] == log0[
+        "final_retrained_test_accuracy"]  # fmt: skip
+    assert dict(log1["retrained_test_accuracy"])[3] == dict(log0["retrained_test_accuracy"])[3]
+
+
 def test_the_task_reads_labelled_images_of_the_training_split_and_the_whole_test_split(isolated):
     """The course's setting: data.train_size labelled images drawn from MNIST's training split, all its test split."""
     from test_data import write_idx_dataset

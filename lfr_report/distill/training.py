@@ -63,7 +63,7 @@ class Schedule:
     lr_decay: str  # constant | cosine
     rho: float  # at the first epoch, grown geometrically to rho_max at the last
     rho_max: float
-    eval_every: int
+    eval_every: int  # 0: protocol (b) only at the first, middle and last epoch
     retrain_steps: int
     retrain_lr: float
     eval_seeds: int  # protocol (b) of the final D: refits from this many inits
@@ -76,7 +76,7 @@ def distill(distiller: Distiller, tasks: Sequence[Task], schedule: Schedule, see
 
     Per epoch it logs the mean of each solver term, ``rho``, protocol (a) per task, the
     reconstruction error on the first task's real test images and on D; every
-    ``eval_every`` epochs (and the first and last) protocol (b) per task; at the end
+    ``eval_every`` epochs (and the first, middle and last) protocol (b) per task; at the end
     protocol (b) of the final D once per refit seed. Returns D's snapshots by epoch and
     each task's mean final protocol-(b) accuracy.
     """
@@ -110,7 +110,7 @@ def distill(distiller: Distiller, tasks: Sequence[Task], schedule: Schedule, see
             log(names.RECON_ERROR_D, float(reconstruction_error(distiller.w, distiller.D, spec.sigma2)), epoch)
         if epoch in keep:
             history[epoch] = distiller.D.detach().clone()
-        if epoch % s.eval_every == 0 or epoch in (1, s.epochs):
+        if epoch in (1, s.epochs // 2, s.epochs) or (s.eval_every and epoch % s.eval_every == 0):
             for tag, task in zip(suffix, tasks, strict=True):
                 accuracy, error, _ = retrained_accuracy(spec, distiller.D, task, s.retrain_steps, s.retrain_lr, seed)
                 log(f"{names.RETRAINED_TEST_ACCURACY}{tag}", accuracy, epoch)

@@ -88,6 +88,8 @@ BEST = After(tuple(SOLVERS), _best_solver)
 def needs(scale: str) -> list[Need]:
     main = {"size": MAIN_SIZE}
 
+    table = {"eval_every": 0}  # runs without a curve in the report: protocol (b) at the epoch table's marks only
+
     def best(text: str):
         """A role naming the best solver, which the run itself records."""
         return lambda key: lambda runs: text.format(SOLVER_NAMES[runs[key].config["solver"]])
@@ -95,12 +97,12 @@ def needs(scale: str) -> list[Need]:
     listed = [Need(s, "distill", [scale, s], main, role=f"{SOLVER_NAMES[s]}, |D| = {MAIN_SIZE}") for s in SOLVERS]
     listed += [Need(f"baselines_{n}", "distill", [scale, "baselines"], {"size": n}, role=f"baselines, |D| = {n}")
                for n in SIZES]  # fmt: skip
-    listed += [Need(f"size_{n}", "distill", [scale, BEST], {"size": n}, role=best(f"{{}}, |D| = {n}")(f"size_{n}"))
+    listed += [Need(f"size_{n}", "distill", [scale, BEST], {"size": n, **table}, role=best(f"{{}}, |D| = {n}")(f"size_{n}"))
                for n in SIZES if n != MAIN_SIZE]  # fmt: skip
     options = {"diversity": [scale, BEST, "with_diversity"], "dsm": [scale, BEST, "dsm"],
                "exact_sm": [scale, BEST, "exact_sm"], "wide": [scale, BEST, "wide"]}  # fmt: skip
     listed += [
-        Need(key, "distill", named, main, role=best(f"{{}} + {OPTION_NAMES[key]}")(key))
+        Need(key, "distill", named, {**main, **table}, role=best(f"{{}} + {OPTION_NAMES[key]}")(key))
         for key, named in options.items()
     ]
     # The random subset each option's D must beat: refitted with the same inner loss, on the same task.
@@ -108,7 +110,7 @@ def needs(scale: str) -> list[Need]:
                     role=f"baselines, |D| = {MAIN_SIZE}, {OPTION_NAMES[key]}") for key in LOSS_OPTIONS]  # fmt: skip
     if scale != "smoke":  # the smoke scale's synthetic gratings have no second data set of their shape
         listed += [
-            Need("multitask", "distill", [scale, BEST], {**main, "second_task": SECOND_TASK},
+            Need("multitask", "distill", [scale, BEST], {**main, **table, "second_task": SECOND_TASK},
                  role=best(f"{{}} + {OPTION_NAMES['multitask']}")("multitask")),
             Need(f"baselines_{SECOND_TASK}", "distill", [scale, "baselines"], {**main, "data.name": SECOND_TASK},
                  role=f"baselines, |D| = {MAIN_SIZE}, {SECOND_TASK}"),
