@@ -367,3 +367,16 @@ def test_a_sigterm_during_a_checkpoint_write_waits_for_the_write_then_interrupts
         written.append("after the block")  # never reached: the held SIGTERM acts as the block ends
     assert written == ["done"] and torch.load(tmp_path / "ckpt.pt")["w"].sum() == 3
     assert signal.getsignal(signal.SIGTERM) == before  # both blocks put back what they replaced
+
+
+def test_a_rerun_after_a_stopped_try_names_the_try(isolated):
+    """What a requeued Slurm job does (tests/test_two_hosts.py on a real cluster): the run of a
+    config whose earlier try did not complete lists that try, so the store links them."""
+    store = FileRunStore(isolated / "runs")
+    first = find_or_run(store, "eigenmaps", ["smoke"])
+    record = isolated / "runs" / first.id / "run.json"
+    record.write_text(record.read_text().replace('"status": "COMPLETED"', '"status": "INTERRUPTED"'))
+    again = find_or_run(store, "eigenmaps", ["smoke"])
+    assert again.id != first.id and again.status == "COMPLETED"
+    assert again.info["earlier_tries"] == [first.id]
+    assert "earlier_tries" not in first.info  # a first try names none

@@ -104,10 +104,15 @@ def find_or_run(
             return found
         print(f"no completed run of `{command(experiment, named_configs, updates)}` in {store.location}: "
               "running it now", file=sys.stderr)  # fmt: skip
+        # Earlier tries of this config that did not complete (stopped, requeued, killed): the new run names
+        # them, and resumes from the checkpoint the last of them left.
+        tries = [r.id for r in store.find(ex.path, None, expected_config(ex, named_configs, updates))
+                 if r.status != "COMPLETED"]  # fmt: skip
         observer = default_observer()
         ex.observers.append(observer)
         try:
-            run = ex.run(config_updates=dict(updates or {}), named_configs=list(named_configs))
+            run = ex.run(config_updates=dict(updates or {}), named_configs=list(named_configs),
+                         info={"earlier_tries": sorted(tries, key=int)} if tries else None)  # fmt: skip
         finally:
             ex.observers.remove(observer)
         return store.get(str(run._id))
