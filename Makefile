@@ -28,7 +28,7 @@ TEST_PACKAGES := slurmctld slurmd slurm-client munge dataset-fashion-mnist
 CONTAINER_PACKAGES := podman runc debootstrap docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-rehearsal test-slow test-stack test-container bench gpu-check lint lint-docker format clean-reports \
+.PHONY: help setup system-deps data report test test-rehearsal test-cluster test-slow test-stack test-container bench gpu-check lint lint-docker format clean-reports \
 	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
@@ -57,6 +57,10 @@ test: setup ## fast tests (smoke scale, tiny data; live MongoDB-protocol and one
 
 test-rehearsal: setup ## every report from `full` configs with sizes shrunk, on CIFAR-10-format files the test writes (minutes)
 	$(PY) -m pytest -q -m rehearsal
+
+test-cluster: setup ## as root: two hosts (network namespaces) with a two-node Slurm; DDP and a report across them (minutes)
+	@bash scripts/system-deps.sh $(TEST_PACKAGES) iproute2
+	$(PY) -m pytest -q -m cluster
 
 test-container: setup ## as root: build the images with podman from a locally made Debian base and run them (minutes)
 	@bash scripts/system-deps.sh $(CONTAINER_PACKAGES)

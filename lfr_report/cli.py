@@ -71,7 +71,8 @@ def _launch_settings(args: argparse.Namespace):
 
     config = args.slurm_config or os.environ.get("LFR_SLURM_CONFIG")
     slurm = SlurmSettings.read(Path(config) if config else None, partition=args.partition, time_min=args.time_min,
-                               gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)  # fmt: skip
+                               gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+                               signal_delay_s=args.signal_delay_s, max_requeues=args.max_requeues)  # fmt: skip
     return Launch(args.executor, args.parallel, Path(args.jobs_dir), slurm)
 
 
@@ -234,6 +235,9 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpus-per-job", type=int)
     slurm.add_argument("--cpus-per-job", type=int, help="CPUs per job (a run computes with its config's threads)")
     slurm.add_argument("--mem-gb", type=float, help="memory per job in GB")
+    slurm.add_argument("--signal-delay-s", type=int, help="seconds before the time limit at which a job is told to stop "
+                       "and is requeued, resuming from its checkpoint (default 120)")  # fmt: skip
+    slurm.add_argument("--max-requeues", type=int, help="times a job may be requeued at its time limit (default 3)")
     report.set_defaults(func=_report)
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")

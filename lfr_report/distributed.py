@@ -25,6 +25,7 @@ identity (rank 0 of 1), so the single-process path is unchanged. Under torchrun:
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -198,7 +199,8 @@ def report_failure(trace: Sequence[str]) -> None:
     """Leave this rank's error text where rank 0 finds it (the rendezvous store torchrun holds)."""
     store = _store()
     if store is not None and rank() != 0:
-        store.set(_FAILURE_KEY.format(rank()), f"rank {rank()} of {size()} failed:\n" + "".join(trace))
+        where = f"rank {rank()} of {size()} failed on {socket.gethostname()}"
+        store.set(_FAILURE_KEY.format(rank()), f"{where}:\n" + "".join(trace))
 
 
 def failure_of_another_rank(wait_s: float = 5.0) -> list[str] | None:

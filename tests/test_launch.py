@@ -184,10 +184,12 @@ def test_a_run_file_half_written_by_a_parallel_job_is_read_again(tmp_path):
 def test_slurm_settings_from_a_file_and_options(tmp_path):
     config = tmp_path / "slurm.toml"
     config.write_text('[slurm]\npartition = "gpu"\ntime_min = 30\nmem_gb = 16\nsetup = ["module load cuda"]\n'
-                      'srun_args = ["--container-image=lfr.sqsh"]\n'
+                      'srun_args = ["--container-image=lfr.sqsh"]\nsignal_delay_s = 300\nmax_requeues = 5\n'
                       '[slurm.extra]\naccount = "lab"\n')  # fmt: skip
     settings = SlurmSettings.read(config, partition="debug", cpus_per_job=4, gpus_per_job=None)
-    assert settings.parameters() == {"partition": "debug", "time": 30, "cpus_per_task": 4, "mem": "16G",
+    assert settings.max_requeues == 5  # the executor's max_num_timeout
+    assert settings.parameters() == {"partition": "debug", "time": 30, "signal_delay_s": 300, "cpus_per_task": 4,
+                                     "mem": "16G",
                                      "setup": ["module load cuda"], "srun_args": ["--container-image=lfr.sqsh"],
                                      "additional_parameters": {"account": "lab"}}  # fmt: skip
     if slurm_cluster.find("srun"):  # submitit accepts them all (it refuses unknown parameters)
@@ -206,6 +208,12 @@ def test_slurm_settings_from_a_file_and_options(tmp_path):
         ),
         (["--executor", "local", "--parallel", "0"], "--parallel must be at least 1, got 0"),
         (["--executor", "slurm", "--slurm-config", "nowhere.toml"], "--slurm-config nowhere.toml: no such file"),
+        (["--executor", "slurm", "--time-min", "0"], "slurm time_min must be an integer >= 1, got 0"),
+        (["--executor", "slurm", "--max-requeues", "-1"], "slurm max_requeues must be an integer >= 0, got -1"),
+        (
+            ["--executor", "slurm", "--time-min", "2", "--signal-delay-s", "120"],
+            "slurm signal_delay_s=120 must be shorter than the time limit (2 min): raise time_min or lower signal_delay_s",
+        ),
     ],
 )
 def test_bad_launch_options_are_one_line_and_run_nothing(isolated, capsys, options, error):

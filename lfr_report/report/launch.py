@@ -27,12 +27,19 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import threading
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import submitit
+from sacred.utils import SacredInterrupt
 
 from lfr_report.errors import ConfigError, LfrError
 from lfr_report.report.runner import command, find, find_or_run
@@ -139,6 +146,8 @@ class SlurmSettings:
 
     partition: str | None = None
     time_min: int = 60
+    signal_delay_s: int = 120  # Slurm's SIGUSR2 this long before the time limit: the run stops, the job is requeued
+    max_requeues: int = 3  # requeues at the time limit before the job fails (preemptions are not counted)
     gpus_per_job: int | None = None
     cpus_per_job: int | None = None
     mem_gb: float | None = None
@@ -169,9 +178,19 @@ class SlurmSettings:
                 values[key] = tuple(values[key])
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        for name, low in (("time_min", 1), ("signal_delay_s", 0), ("max_requeues", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"slurm {name} must be an integer >= {low}, got {value!r}")
+        if self.signal_delay_s >= 60 * self.time_min:
+            raise ConfigError(f"slurm signal_delay_s={self.signal_delay_s} must be shorter than the time limit "
+                              f"({self.time_min} min): raise time_min or lower signal_delay_s")  # fmt: skip
+
     def parameters(self) -> dict[str, Any]:
         """``SlurmExecutor.update_parameters`` arguments."""
-        given = {"partition": self.partition, "time": self.time_min, "gpus_per_node": self.gpus_per_job,
+        given = {"partition": self.partition, "time": self.time_min, "signal_delay_s": self.signal_delay_s,
+                 "gpus_per_node": self.gpus_per_job,
                  "cpus_per_task": self.cpus_per_job, "mem": f"{self.mem_gb:g}G" if self.mem_gb else None,
                  "setup": list(self.setup) or None, "srun_args": list(self.srun_args) or None,
                  "additional_parameters": self.extra or None}  # fmt: skip
@@ -201,15 +220,65 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def run_job(experiment: str, named: list[str], updates: dict[str, Any], env: dict[str, str]) -> str:
+class RunJob(submitit.helpers.Checkpointable):
     """What each job runs (in a fresh process): ``find_or_run`` in the launcher's settings; the run's id.
-    The run computes with its config's ``threads`` (``tracking.context.begin_run``), whatever the job's CPUs."""
-    os.environ.update(env)
-    from lfr_report.tracking.observers import sigterm_as_interrupt
-    from lfr_report.tracking.store import open_store
+    The run computes with its config's ``threads`` (``tracking.context.begin_run``), whatever the job's CPUs.
 
-    with sigterm_as_interrupt():  # scancel sends SIGTERM: the run is recorded INTERRUPTED, not left RUNNING
-        return find_or_run(open_store(), experiment, named, updates).id
+    A job stopped on Slurm comes back and resumes:
+
+    * ``scancel`` or ``scontrol requeue`` (preemption) send SIGTERM: the run stops as on Ctrl-C,
+      is recorded INTERRUPTED and keeps its last checkpoint; a requeued job runs this again;
+    * the signal Slurm sends ``signal_delay_s`` before the time limit (SIGUSR2, which submitit
+      asks for) stops the run the same way, recorded TIMEOUT (or INTERRUPTED when it came
+      early: preemption), and then submitit requeues the job (at most ``max_requeues`` times
+      for time limits).
+
+    The next try finds no completed run, so it runs the configuration again: its training
+    loops resume from the checkpoint, and the new run names the stopped ones
+    (``earlier_tries``, see ``find_or_run``)."""
+
+    def __call__(self, experiment: str, named: list[str], updates: dict[str, Any], env: dict[str, str]) -> str:
+        os.environ.update(env)
+        from lfr_report.tracking.observers import sigterm_as_interrupt
+        from lfr_report.tracking.store import open_store
+
+        with sigterm_as_interrupt(), _usr2_stops_the_run() as submitits:
+            try:
+                return find_or_run(open_store(), experiment, named, updates).id
+            except SlurmStop as exc:  # recorded TIMEOUT or INTERRUPTED; its checkpoint stays
+                stopped = exc
+        submitits(signal.SIGUSR2, None)  # pickles this call again, runs `scontrol requeue` and exits
+        raise stopped  # only if it did not: the job ends failed, saying why
+
+
+run_job = RunJob()
+
+
+class SlurmStop(SacredInterrupt):
+    """Slurm's warning signal (SIGUSR2) during a run: recorded TIMEOUT or INTERRUPTED, then requeued."""
+
+
+@contextmanager
+def _usr2_stops_the_run() -> Iterator[Callable]:
+    """In a Slurm job (where submitit handles SIGUSR2), SIGUSR2 raises ``SlurmStop`` while the block
+    runs, with the status TIMEOUT when submitit judges the time limit near, else INTERRUPTED
+    (preemption); yields submitit's handler. Elsewhere nothing changes."""
+    submitits = signal.getsignal(signal.SIGUSR2)
+    if not callable(submitits) or threading.current_thread() is not threading.main_thread():
+        yield submitits
+        return
+
+    def stop(signum, frame) -> None:
+        timed_out = getattr(getattr(submitits, "__self__", None), "has_timed_out", lambda: False)()
+        error = SlurmStop(f"Slurm's signal: {'the time limit is near' if timed_out else 'preempted'}; requeued")
+        error.STATUS = "TIMEOUT" if timed_out else "INTERRUPTED"  # what Sacred records
+        raise error
+
+    signal.signal(signal.SIGUSR2, stop)
+    try:
+        yield submitits
+    finally:
+        signal.signal(signal.SIGUSR2, submitits)
 
 
 # --- running the waves -------------------------------------------------------------------
@@ -231,6 +300,9 @@ class _Job:
     started: float | None = None
     ended: float | None = None
     state: str = "queued"
+    node: str = ""  # Slurm: the node it was last seen running on
+    gone_polls: int = 0  # Slurm: polls in a row squeue has not listed it
+    restarts: int = 0  # Slurm: times it was requeued, as last seen
 
     @property
     def seconds(self) -> float:
@@ -279,7 +351,8 @@ def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how:
                     job.slot = min(set(range(slots)) - {j.slot for j in running})  # its GPU, when there are GPUs
                     _submit_local(job, how, say, total, jobs)
                     running.append(job)
-            finished = _poll(running, say, total, jobs, started_at)
+            on_slurm = _squeue(running) if how.executor == "slurm" and running else None
+            finished = _poll(running, say, total, jobs, started_at, on_slurm)
             if finished:
                 plans = {r.name: plan(r, store, scale, rehearse) for r in reports}  # they name the runs just made
                 _check_recorded(finished, plans, store)
@@ -350,12 +423,15 @@ def _submit_array(ready: list[_Job], how: Launch, say: Callable[[str], None], to
             f"{job.planned.command})")  # fmt: skip
 
 
-def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dict[str, _Job],
-          started_at: float) -> list[_Job]:  # fmt: skip
-    """Update the running jobs' states, with a line for each change; the jobs that ended. A failure raises."""
+def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dict[str, _Job], started_at: float,
+          on_slurm: dict[str, _Squeued] | None = None) -> list[_Job]:  # fmt: skip
+    """Update the running jobs' states, with a line for each change; the jobs that ended. A failure raises.
+    ``on_slurm``: what squeue says of the Slurm jobs (their node, a requeue, a job gone without a result)."""
     finished = []
     for job in running:
         state = _state(job.job)
+        if on_slurm is not None and state in ("queued", "running"):
+            _follow_on_slurm(job, on_slurm.get(str(job.job.job_id)), say, total)
         if state in (job.state, "queued"):
             continue
         now = time.monotonic()
@@ -373,6 +449,66 @@ def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dic
             f"{state.removeprefix('done: ')}  ({_duration(now - started_at)} since the start)")  # fmt: skip
         finished.append(job)
     return finished
+
+
+class _Squeued(NamedTuple):
+    state: str  # PENDING, RUNNING, COMPLETING, ...
+    node: str  # where it runs ("" while pending)
+    reason: str  # why it waits
+    restarts: int  # times Slurm has requeued it
+
+
+def _squeue(running: list[_Job]) -> dict[str, _Squeued] | None:
+    """What squeue says of these jobs, by job id (a job missing from it has left the queue); None when
+    squeue cannot answer (the controller unreachable for a moment: nothing is concluded then)."""
+    ids = ",".join(str(j.job.job_id) for j in running)
+    columns = "JobArrayID:|,State:|,NodeList:|,Reason:|,RestartCnt:"
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", ids, "-O", columns], capture_output=True, text=True,
+                             timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return {} if "Invalid job id" in out.stderr else None  # all of them gone, or no answer
+    rows = ([part.strip() for part in line.split("|")] for line in out.stdout.splitlines() if line.count("|") == 4)
+    return {job_id: _Squeued(state, node, reason, int(restarts) if restarts.isdigit() else 0)
+            for job_id, state, node, reason, restarts in rows}  # fmt: skip
+
+
+GONE_POLLS = (
+    5  # polls a job may be missing from squeue or ended there (its result file still to appear) before it is lost
+)
+ENDED = ("COMPLETED", "NODE_FAIL", "BOOT_FAIL", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "PREEMPTED",
+         "DEADLINE")  # fmt: skip
+
+
+def _follow_on_slurm(job: _Job, seen: _Squeued | None, say: Callable[[str], None], total: int) -> None:
+    """A line when a job starts on a node or is requeued (its node failed, a time limit, preemption); a
+    job that left the queue without a result was lost with its node: ``RunFailed`` names both."""
+    pad = f"{'':{2 * len(str(total)) + 3}s}"
+    if seen is None or seen.state in ENDED:  # not requeued: lost, unless its result file is about to appear
+        job.gone_polls += 1
+        if job.gone_polls > GONE_POLLS and not job.job.done():
+            node = job.node or (seen.node if seen else "")
+            how = (
+                f"its job {job.job.job_id} ended {seen.state}"
+                if seen
+                else f"Slurm no longer knows job {job.job.job_id}"
+            )
+            where = f" on {node}" if node else ""
+            raise RunFailed(f"run {job.planned.need.key} (`{job.planned.command}`) was lost{where}: {how} and left no "
+                            "result; the completed runs stay, run the same command again to finish")  # fmt: skip
+        return
+    job.gone_polls = 0
+    if seen.restarts > job.restarts:  # a time limit, preemption or its node lost: Slurm requeued it
+        job.restarts = seen.restarts
+        left = f" left {job.node}" if job.node else ""
+        say(f"{pad} requeued {job.label}  (job {job.job.job_id}{left}, try {seen.restarts + 1}); it resumes "
+            "from its checkpoint")  # fmt: skip
+        job.node = ""
+    if seen.state == "RUNNING" and seen.node and seen.node != job.node:
+        job.node = seen.node
+        say(f"{pad} on node  {job.label}  (job {job.job.job_id}: {seen.node})")
 
 
 def _check_recorded(finished: list[_Job], plans: dict[str, list[Planned]], store: RunStore) -> None:
@@ -432,10 +568,10 @@ def _duration(seconds: float) -> str:
 
 def _executor(how: Launch, folder: Path, slot: int, array_parallelism: int = 1):
     """A submitit executor for one local job (its own GPU, if there are GPUs) or for Slurm arrays."""
-    import submitit
-
     if how.executor == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, python=how.slurm.python)
+        executor = submitit.SlurmExecutor(
+            folder=folder, python=how.slurm.python, max_num_timeout=how.slurm.max_requeues
+        )
         executor.update_parameters(**how.slurm.parameters(), array_parallelism=array_parallelism)
         return executor
     import torch

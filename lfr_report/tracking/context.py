@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def begin_run(run, seed: int, device: str) -> torch.device:
     in one line naming the first.
 
     Under torchrun the process joins the others (``lfr_report.distributed.start``: its own
-    GPU) and every rank takes rank 0's seed; the info records ``world_size``."""
+    GPU) and every rank takes rank 0's seed; the info records ``world_size`` and ``hosts``, each rank's host name."""
     from lfr_report.data import identity
 
     identity.begin_reads()  # the data sets this run reads go into its record and checkpoint key
@@ -96,6 +97,7 @@ def begin_run(run, seed: int, device: str) -> torch.device:
         resolved = distributed.start(resolved)
         seed = int(distributed.object_from_rank0(seed))
         run.info["world_size"] = distributed.size()
+        run.info["hosts"] = distributed.objects_of_all_ranks(socket.gethostname())  # by rank
     if distributed.is_main():
         lock.acquire(lock.for_config(run.experiment_info["name"], run.config))
     seed_everything(seed)

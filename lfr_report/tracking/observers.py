@@ -72,7 +72,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then act on them as usual.
+    """Hold Ctrl-C, SIGTERM and SIGUSR2 (Slurm's warning before a time limit) until the block is
+    done, then act on them as usual.
 
     For writes that must not stop half-way: a ``KeyboardInterrupt`` raised inside
     ``torch.save`` comes out of its C++ writer as a ``RuntimeError`` ("unexpected pos"),
@@ -83,7 +84,7 @@ def interrupts_deferred() -> Iterator[None]:
         return
     caught: list[int] = []
     previous = {signum: signal.signal(signum, lambda signum, _: caught.append(signum))
-                for signum in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}  # fmt: skip
     try:
         yield
     finally:
