@@ -122,6 +122,31 @@ def test_one_vicreg_run_trains_across_two_hosts_and_is_recorded_once(cluster, sh
     assert not list((isolated / "checkpoints").iterdir())  # written on the shared path, removed once, by rank 0
 
 
+def test_a_two_host_run_stopped_after_its_first_epoch_resumes_from_the_shared_checkpoint(cluster, shared, isolated):
+    """The recipe's job cancelled once its first epoch is saved, then submitted again: the new
+    run resumes from that checkpoint, on the shared path, whichever host holds rank 0 now."""
+    script = "experiments/vicreg.py with smoke device=cpu data.train_size=2048 epochs=8 tsne_points=64"
+    batch = isolated / "job.sh"
+    batch.write_text(RECIPE.format(out=isolated / "first.out", script=script))
+    one = cluster.hosts[0]
+    submitted = cluster.run(one, "sbatch", "--parsable", str(batch), env=shared, cwd=REPO)
+    assert submitted.returncode == 0, submitted.stderr
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not list((isolated / "checkpoints").glob("vicreg-*.pt")):
+        assert time.monotonic() < deadline, (isolated / "first.out").read_text()[-3000:]
+        time.sleep(0.2)
+    cluster.run(one, "scancel", submitted.stdout.strip().split(";")[0])
+    while cluster.run(one, "squeue", "-h", "-o", "%i").stdout.strip():  # the job and its steps are gone
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    output = sbatch_recipe(cluster, isolated, script, shared)
+    first, second = sorted(FileRunStore(isolated / "runs").runs(), key=lambda r: int(r.id))
+    assert first.status in ("INTERRUPTED", "FAILED") and second.status == "COMPLETED", output[-3000:]
+    assert second.info["resumed_from_epoch"] >= 1 and second.info["world_size"] == 2
+    assert sorted(second.info["hosts"]) == sorted(h.name for h in cluster.hosts)
+    assert not list((isolated / "checkpoints").glob("vicreg-*.pt"))  # removed once the run completed
+
+
 def test_one_ddp_step_across_hosts_equals_one_process_with_the_whole_batch(cluster, shared, isolated):
     measured = isolated / "measured.json"
     output = sbatch_recipe(cluster, isolated, f"tests/ddp_equivalence.py {measured}", shared)
