@@ -26,18 +26,18 @@ DRAIN_TIMEOUT_S = 30
 
 SLURM_CONF = """\
 ClusterName=lfrtest
-SlurmctldHost={host}(127.0.0.1)
+SlurmctldHost={head}({head_addr})
 SlurmctldPort={ctld_port}
 SlurmdPort={d_port}
 SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket={munge_socket}
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd-%n.pid
 SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd.log
+SlurmdLogFile={root}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -46,9 +46,37 @@ MpiDefault=none
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN
+{extra}{nodes}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
+
+
+def write_conf(root: Path, nodes: dict[str, str], ctld_port: int, d_port: int, cpus: int, extra: str = "") -> Path:
+    """``root/slurm.conf`` for ``nodes`` (name -> address; the first runs slurmctld), each with its own
+    spool, pid and log file (``%n``) under ``root``; munged's socket from ``prepare_munge``."""
+    (head, head_addr), *_ = nodes.items()
+    for name in nodes:
+        (root / "spool" / name).mkdir(parents=True, exist_ok=True)
+    lines = "\n".join(f"NodeName={name} NodeAddr={addr} CPUs={cpus} RealMemory=1000 State=UNKNOWN"
+                      for name, addr in nodes.items())  # fmt: skip
+    conf = root / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(head=head, head_addr=head_addr, ctld_port=ctld_port, d_port=d_port,
+                                      munge_socket=root / "munge" / "munge.socket", root=root, nodes=lines,
+                                      extra=extra))  # fmt: skip
+    return conf
+
+
+def prepare_munge(root: Path) -> list[str]:
+    """The cluster's folders under ``root`` and a fresh munge key; the command that starts munged with them."""
+    for sub in ("state", "spool", "log", "munge", "munge-key"):
+        (root / sub).mkdir(parents=True)
+    (root / "munge").chmod(0o755)  # munged wants its socket's folder readable by all
+    (root / "munge-key").chmod(0o700)
+    key = root / "munge-key" / "munge.key"
+    subprocess.run([find("mungekey"), "-c", "-k", str(key)], check=True, capture_output=True)
+    return [find("munged"), "-F", "--force", "-S", str(root / "munge" / "munge.socket"), f"--key-file={key}",
+            f"--log-file={root}/log/munged.log", f"--pid-file={root}/munge/munged.pid",
+            f"--seed-file={root}/munge-key/seed"]  # fmt: skip
 
 
 def find(binary: str) -> str | None:
@@ -89,16 +117,9 @@ def _drain(env: dict[str, str]) -> None:
 @contextmanager
 def one_node_cluster(root: Path) -> Iterator[Path]:
     """Start the cluster under ``root``; yields its slurm.conf (point ``SLURM_CONF`` at it)."""
-    for sub in ("state", "spool", "log", "munge", "munge-key"):
-        (root / sub).mkdir(parents=True)
-    (root / "munge").chmod(0o755)  # munged wants its socket's folder readable by all
-    (root / "munge-key").chmod(0o700)
-    key, sock = root / "munge-key" / "munge.key", root / "munge" / "munge.socket"
-    subprocess.run([find("mungekey"), "-c", "-k", str(key)], check=True, capture_output=True)
-    conf = root / "slurm.conf"
+    munged = prepare_munge(root)
     host = socket.gethostname().split(".")[0]  # what slurmd calls its node
-    conf.write_text(SLURM_CONF.format(host=host, ctld_port=free_port(), d_port=free_port(), munge_socket=sock,
-                                      root=root, cpus=os.cpu_count()))  # fmt: skip
+    conf = write_conf(root, {host: "127.0.0.1"}, free_port(), free_port(), os.cpu_count() or 1)
     env = {**os.environ, "SLURM_CONF": str(conf)}
     processes: list[subprocess.Popen] = []
 
@@ -107,9 +128,7 @@ def one_node_cluster(root: Path) -> Iterator[Path]:
             processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
 
     try:
-        start(find("munged"), "-F", "--force", "-S", str(sock), f"--key-file={key}",
-              f"--log-file={root}/log/munged.log", f"--pid-file={root}/munge/munged.pid",
-              f"--seed-file={root}/munge-key/seed", log="munged.out")  # fmt: skip
+        start(*munged, log="munged.out")
         start(find("slurmctld"), "-D", "-f", str(conf), log="slurmctld.out")
         start(find("slurmd"), "-D", "-f", str(conf), log="slurmd.out")
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -121,7 +140,7 @@ def one_node_cluster(root: Path) -> Iterator[Path]:
             if dead or time.monotonic() > deadline:
                 raise RuntimeError(f"one-node Slurm did not come up ({', '.join(dead) or 'timeout'}; sinfo: "
                                    f"{state.stdout.strip() or state.stderr.strip()}):\n{_tail(root / 'log' / 'slurmctld.log')}"
-                                   f"\n{_tail(root / 'log' / 'slurmd.log')}")  # fmt: skip
+                                   f"\n{_tail(root / 'log' / f'slurmd-{host}.log')}")  # fmt: skip
             time.sleep(0.5)
         yield conf
     finally:

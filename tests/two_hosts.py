@@ -33,33 +33,7 @@ SUBNET = "10.231.47"  # host n is SUBNET.n on the link; nothing outside the link
 CTLD_PORT, D_PORT = 6817, 6818  # each host has its own ports: the namespaces are empty
 START_TIMEOUT_S = 60
 
-SLURM_CONF = """\
-ClusterName=lfrtwo
-SlurmctldHost={head}({head_addr})
-SlurmctldPort={ctld_port}
-SlurmdPort={d_port}
-SlurmUser=root
-AuthType=auth/munge
-AuthInfo=socket={munge_socket}
-StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool/%n
-SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd-%n.pid
-SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=none
-ReturnToService=2
-SlurmdTimeout=10
-MessageTimeout=5
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-{nodes}
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-"""
+CONF_EXTRA = "SlurmdTimeout=10\nMessageTimeout=5\n"  # a lost node is found down in about 10 s
 
 
 def why_not() -> str | None:
@@ -188,27 +162,14 @@ def leftovers(tag: str) -> list[str]:
 def two_host_cluster(root: Path, prefix: str = "node", tag: str | None = None) -> Iterator[Cluster]:
     """Make the two hosts and start the cluster under ``root``; yields the Cluster."""
     tag = tag or str(os.getpid())
-    for sub in ("state", "spool", "log", "munge", "munge-key"):
-        (root / sub).mkdir(parents=True)
-    (root / "munge").chmod(0o755)  # munged wants its socket's folder readable by all
-    (root / "munge-key").chmod(0o700)
-    key, sock = root / "munge-key" / "munge.key", root / "munge" / "munge.socket"
-    subprocess.run([slurm_cluster.find("mungekey"), "-c", "-k", str(key)], check=True, capture_output=True)
+    munged = slurm_cluster.prepare_munge(root)
     hosts = _make_hosts(prefix, tag, root / "hosts")
     cluster = None
     try:
-        for host in hosts:
-            (root / "spool" / host.name).mkdir()
-        nodes = "\n".join(f"NodeName={h.name} NodeAddr={h.address} CPUs=1 RealMemory=1000 State=UNKNOWN"
-                          for h in hosts)  # fmt: skip
-        conf = root / "slurm.conf"
-        conf.write_text(SLURM_CONF.format(head=hosts[0].name, head_addr=hosts[0].address, ctld_port=CTLD_PORT,
-                                          d_port=D_PORT, munge_socket=sock, root=root, nodes=nodes))  # fmt: skip
+        conf = slurm_cluster.write_conf(root, {h.name: h.address for h in hosts}, CTLD_PORT, D_PORT, 1, CONF_EXTRA)
         path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
         cluster = Cluster(root, conf, hosts, {**os.environ, "SLURM_CONF": str(conf), "PATH": path})
-        cluster.start("munged", hosts[0], slurm_cluster.find("munged"), "-F", "--force", "-S", str(sock),
-                      f"--key-file={key}", f"--log-file={root}/log/munged.log", f"--pid-file={root}/munge/munged.pid",
-                      f"--seed-file={root}/munge-key/seed")  # fmt: skip
+        cluster.start("munged", hosts[0], *munged)
         cluster.start("slurmctld", hosts[0], slurm_cluster.find("slurmctld"), "-D", "-f", str(conf))
         for host in hosts:
             cluster.start(f"slurmd-{host.name}", host, slurm_cluster.find("slurmd"), "-D", "-f", str(conf))
