@@ -437,7 +437,7 @@ def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dic
         now = time.monotonic()
         if state == "running":
             job.started = now
-            say(f"{'':{2 * len(str(total)) + 3}s} running  {job.label}  (job {job.job.job_id})")
+            say(f"{_pad(total)} running  {job.label}  (job {job.job.job_id})")
             job.state = state
             continue
         job.state, job.ended = state, now
@@ -449,6 +449,11 @@ def _poll(running: list[_Job], say: Callable[[str], None], total: int, jobs: dic
             f"{state.removeprefix('done: ')}  ({_duration(now - started_at)} since the start)")  # fmt: skip
         finished.append(job)
     return finished
+
+
+def _pad(total: int) -> str:
+    """Blanks as wide as a line's ``[ 3/47]`` counter, for the lines that have none."""
+    return " " * (2 * len(str(total)) + 3)
 
 
 class _Squeued(NamedTuple):
@@ -485,7 +490,7 @@ ENDED = ("COMPLETED", "NODE_FAIL", "BOOT_FAIL", "FAILED", "CANCELLED", "TIMEOUT"
 def _follow_on_slurm(job: _Job, seen: _Squeued | None, say: Callable[[str], None], total: int) -> None:
     """A line when a job starts on a node or is requeued (its node failed, a time limit, preemption); a
     job that left the queue without a result was lost with its node: ``RunFailed`` names both."""
-    pad = f"{'':{2 * len(str(total)) + 3}s}"
+    pad = _pad(total)
     if seen is None or seen.state in ENDED:  # not requeued: lost, unless its result file is about to appear
         job.gone_polls += 1
         if job.gone_polls > GONE_POLLS and not job.job.done():
