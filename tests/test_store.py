@@ -163,6 +163,50 @@ if __name__ == "__main__":
 """
 
 
+SIGNALLED_HELPERS = """
+import os
+import signal
+
+from sacred import Experiment
+
+from lfr_report.tracking.observers import run_commandline
+
+ex = Experiment("signalled")
+
+
+@ex.main
+def main():
+    children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
+    for child in children:  # what Slurm does to every process of the step: its warning signal
+        os.kill(int(child), signal.SIGUSR2)
+    for child in children:
+        os.waitpid(int(child), 0)
+    for i in range(200):
+        print("line", i, flush=True)
+    return len(children)
+
+
+if __name__ == "__main__":
+    run_commandline(ex)
+"""
+
+
+def test_in_a_slurm_job_a_signal_to_every_process_of_the_step_leaves_the_runs_output_working(tmp_path):
+    """Slurm signals every process of a job step. Sacred's default capture pipes the run's output
+    through two ``tee`` processes, which that signal kills; the run's next print then failed with
+    BrokenPipeError and the run was recorded FAILED. In a Slurm job the output is captured in Python."""
+    script = tmp_path / "signalled.py"
+    script.write_text(SIGNALLED_HELPERS)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "7"}
+    done = subprocess.run([sys.executable, str(script), "-F", str(tmp_path / "runs")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = FileRunStore(tmp_path / "runs").get("1")
+    assert run.status == "COMPLETED"
+    assert (tmp_path / "runs" / "1" / "cout.txt").read_text().count("line ") == 200
+    assert done.stdout.count("line ") == 200  # and it still reaches the terminal
+
+
 def test_sigterm_marks_the_run_interrupted_not_running(tmp_path):
     """`kill` or `docker stop` must not leave a run RUNNING in the store for ever."""
     script = tmp_path / "sleeper.py"

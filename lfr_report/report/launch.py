@@ -239,9 +239,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, experiment: str, named: list[str], updates: dict[str, Any], env: dict[str, str]) -> str:
         os.environ.update(env)
-        from lfr_report.tracking.observers import sigterm_as_interrupt
+        from lfr_report.tracking.observers import capture_without_helpers, sigterm_as_interrupt
         from lfr_report.tracking.store import open_store
 
+        capture_without_helpers()
         with sigterm_as_interrupt(), _usr2_stops_the_run() as submitits:
             try:
                 return find_or_run(open_store(), experiment, named, updates).id

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sacred import Experiment
+from sacred import SETTINGS, Experiment
 from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
 
 from lfr_report import distributed
@@ -46,6 +46,20 @@ def default_observer() -> RunObserver:
 def names_an_observer(argv: Sequence[str]) -> bool:
     """True when the command line already chooses an observer (or none, with ``-u``)."""
     return any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in _OBSERVER_OPTIONS)
+
+
+def capture_without_helpers() -> None:
+    """In a Slurm job, capture a run's output in Python (Sacred's ``sys`` mode), not through the
+    two ``tee`` processes of its default ``fd`` mode.
+
+    Slurm signals every process of a job step: its warning before a time limit (SIGUSR2) and
+    ``scancel`` kill those ``tee`` processes, and the run's next write to stdout or stderr then
+    failed with ``BrokenPipeError``, recorded FAILED instead of TIMEOUT or INTERRUPTED (seen in
+    CI: the job ended failed instead of being requeued). Output written below Python (C
+    libraries) is then not captured; everything Python prints is.
+    """
+    if os.environ.get("SLURM_JOB_ID"):
+        SETTINGS.CAPTURE_MODE = "sys"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -106,6 +120,7 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
     Ctrl-C does: recorded INTERRUPTED, one line on stderr, exit status 130.
     """
     argv = list(sys.argv if argv is None else argv)
+    capture_without_helpers()
     informational = {
         "-h",
         "--help",
