@@ -61,7 +61,7 @@ def build(args: argparse.Namespace, work: Path, log_name: str) -> tuple[float, d
 def run_times(store, reports: list[str], scale: str) -> dict[str, list[tuple[str, str, float]]]:
     """Per report: (run id, command, seconds from start to stop) of each run it used."""
     from lfr_report.registry import report
-    from lfr_report.report.launch import plan
+    from lfr_report.running.launch import plan
 
     times = {}
     for name in reports:

@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lfr_report.data import Augment, AugmentParams, get_spec, load_dataset
 from lfr_report.evaluate import encode, linear_probe
-from lfr_report.evaluate.knn import inverse_density_score
 from lfr_report.models import Projector, build_encoder
+from lfr_report.neighbours import inverse_density_score
 from lfr_report.ssl import VICRegLoss
 from lfr_report.ssl.train import train_step
 from lfr_report.ssl.views import augmented_pair

@@ -76,7 +76,7 @@ def config():
     epochs = 100  # passes over each task's real training images
     batch_size = 100  # real images per outer step and task (the course's)
     lr = 3e-3  # Adam on D, w and the heads; at 100 epochs the value solver's protocol (a) was 93.5 / 93.9 / 94.2 /
-    # 94.2% at 1e-3 / 2e-3 / 3e-3 / 5e-3 (README); the course's 1e-4 needs 200+ epochs (see `full`)
+    # 94.2% at 1e-3 / 2e-3 / 3e-3 / 5e-3 (docs/reports/distillation.md); the course's 1e-4 needs 200+ epochs (see `full`)
     lr_decay = "constant"  # constant (the course's) | cosine: lr decays to 0 along a cosine over the epochs
     rho = 1.0  # penalty weight at the first epoch
     rho_max = 1000.0  # ... grown geometrically to this at the last (penalty and value solvers)

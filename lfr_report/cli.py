@@ -25,8 +25,8 @@ from lfr_report.registry import REPORTS
 
 
 def _report(args: argparse.Namespace) -> None:
-    from lfr_report.preflight import check_data
     from lfr_report.registry import report
+    from lfr_report.running.preflight import check_data
     from lfr_report.tracking import open_store
     from lfr_report.tracking.store import check_can_record
 
@@ -41,7 +41,7 @@ def _report(args: argparse.Namespace) -> None:
     store = open_store()
     declared = [report(name) for name in chosen]
     if args.dry_run:
-        from lfr_report.report import launch
+        from lfr_report.running import launch
 
         for r in declared:
             print(launch.describe_plan(r, args.scale, store, launch.plan(r, store, args.scale, args.rehearse)))
@@ -56,7 +56,7 @@ def _report(args: argparse.Namespace) -> None:
         for r in declared:
             write(r)
         return
-    from lfr_report.report import launch
+    from lfr_report.running import launch
 
     launch.launch(declared, store, args.scale, how, args.rehearse, on_complete=write)
 
@@ -67,7 +67,7 @@ def _launch_settings(args: argparse.Namespace):
         if args.parallel is not None:
             raise LfrError("--parallel runs jobs side by side: use it with --executor local or slurm")
         return None
-    from lfr_report.report.launch import Launch, SlurmSettings
+    from lfr_report.running.launch import Launch, SlurmSettings
 
     config = args.slurm_config or os.environ.get("LFR_SLURM_CONFIG")
     slurm = SlurmSettings.read(Path(config) if config else None, partition=args.partition, time_min=args.time_min,

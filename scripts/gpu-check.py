@@ -59,7 +59,7 @@ from lfr_report.data import DATASETS, data_dir, formats, load_dataset  # noqa: E
 from lfr_report.errors import DataError  # noqa: E402
 from lfr_report.ingredients import build_augment  # noqa: E402
 from lfr_report.models import Projector, build_encoder, encoder_arch  # noqa: E402
-from lfr_report.report.runner import expected_config, load_experiment  # noqa: E402
+from lfr_report.running.runner import expected_config, load_experiment  # noqa: E402
 from lfr_report.ssl import VICRegLoss  # noqa: E402
 from lfr_report.ssl.train import fit, on_device_if_fits  # noqa: E402
 from lfr_report.ssl.views import augmented_pair  # noqa: E402

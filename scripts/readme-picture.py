@@ -18,8 +18,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
 
 
 def page_image(pdf: Path, folder: Path) -> Path:
@@ -56,7 +56,13 @@ def main() -> None:
     right = fig.add_axes((0.37, 0.0, 0.63, 1.0))
     right.axis("off")
     right.text(0.0, 0.9, table, family="monospace", fontsize=6.7, va="top", ha="left")
-    right.text(0.0, 0.62, "Each table row and figure caption in the report names its run (the Run column);\n`lfr runs show ID` prints that run's config, machine, commit and metrics.", fontsize=9, va="top")
+    right.text(
+        0.0,
+        0.62,
+        "Each table row and figure caption in the report names its run (the Run column);\n`lfr runs show ID` prints that run's config, machine, commit and metrics.",
+        fontsize=9,
+        va="top",
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     print(f"written: {args.out}")

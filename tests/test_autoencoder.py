@@ -14,7 +14,7 @@ from torch import nn
 from lfr_report.errors import ConfigError
 from lfr_report.models.autoencoder import ConvAutoencoder, ConvEncoder
 from lfr_report.report import autoencoder as report
-from lfr_report.report.runner import load_experiment
+from lfr_report.running.runner import load_experiment
 from lfr_report.ssl.autoencoder import corrupt, evaluate_reconstruction, reconstruction_loss, train_autoencoder
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import FileRunStore

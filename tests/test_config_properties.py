@@ -22,7 +22,7 @@ from test_experiment import _encoder_run
 
 from lfr_report.errors import LfrError
 from lfr_report.registry import EXPERIMENTS
-from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.running.runner import expected_config, load_experiment
 from lfr_report.tracking.store import flatten_config
 
 REPO = Path(__file__).resolve().parents[1]

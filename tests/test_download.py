@@ -24,8 +24,8 @@ from lfr_report.data.datasets import class_names
 from lfr_report.data.fetch import get
 from lfr_report.errors import DataError
 from lfr_report.experiment import describe_data
-from lfr_report.preflight import check_data
 from lfr_report.registry import REPORTS, report
+from lfr_report.running.preflight import check_data
 from lfr_report.tracking.local_stack import free_port
 from lfr_report.tracking.store import FileRunStore
 

@@ -10,9 +10,9 @@ import torch
 from lfr_report.evaluate.anomaly import detect_anomalies
 from lfr_report.evaluate.clustering import cluster
 from lfr_report.evaluate.eigenmaps import knn_graph, laplacian_eigenmap
-from lfr_report.evaluate.knn import inverse_density_score, knn
 from lfr_report.evaluate.retrieval import one_per_class, retrieve
 from lfr_report.models import RandomFeatureCNN
+from lfr_report.neighbours import inverse_density_score, knn
 
 
 def brute_force_distances(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:

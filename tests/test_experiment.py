@@ -9,7 +9,7 @@ from sacred.observers import FileStorageObserver
 
 from lfr_report.errors import ConfigError
 from lfr_report.experiment import at_least, checks, interval, list_of, one_of, optional, positive, positive_int
-from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.running.runner import expected_config, load_experiment
 
 EXPERIMENTS = ("vicreg", "simclr", "eigenmaps", "downstream", "finetune", "autoencoder", "clip", "distill")
 

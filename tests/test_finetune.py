@@ -13,7 +13,7 @@ from helpers import build_session_store, pdf_text
 from lfr_report.evaluate.finetune import fine_tune, stratified_subset
 from lfr_report.models import build_encoder
 from lfr_report.report import simclr
-from lfr_report.report.runner import load_experiment
+from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.store import FileRunStore
 
 

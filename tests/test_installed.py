@@ -17,7 +17,7 @@ from helpers import pdf_text
 from lfr_report import resources
 from lfr_report.errors import ConfigError
 from lfr_report.registry import EXPERIMENTS
-from lfr_report.report.runner import load_experiment
+from lfr_report.running.runner import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 # what a build reads: the package, the folders setup.py bundles, and the build's own files

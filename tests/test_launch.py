@@ -31,8 +31,8 @@ from helpers import report_numbers
 
 from lfr_report import cli
 from lfr_report.registry import REPORTS
-from lfr_report.report.launch import Launch, RunFailed, SlurmSettings, launch, plan
 from lfr_report.report.spec import Need
+from lfr_report.running.launch import Launch, RunFailed, SlurmSettings, launch, plan
 from lfr_report.tracking.store import FileRunStore, MongoRunStore, StoreError
 
 
@@ -132,7 +132,7 @@ def test_one_core_gives_the_numbers_of_two_and_runs_one_job_at_a_time(inline, tm
            "PYTHONPATH": str(Path(cli.__file__).parents[1])}  # fmt: skip
     env.pop("LFR_MONGO_URL", None)
     one_core = ["taskset", "-c", "0", sys.executable]
-    done = subprocess.run([*one_core, "-c", "from lfr_report.report.launch import default_parallel as d; print(d())"],
+    done = subprocess.run([*one_core, "-c", "from lfr_report.running.launch import default_parallel as d; print(d())"],
                           env=env, capture_output=True, text=True, check=True)  # fmt: skip
     assert done.stdout.strip() == "1"
     subprocess.run([*one_core, str(Path(cli.__file__).parents[1] / "experiments" / "vicreg.py"), "with", "smoke"],

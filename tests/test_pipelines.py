@@ -8,8 +8,8 @@ import torch
 
 from lfr_report.data import Augment, AugmentParams
 from lfr_report.errors import ConfigError
-from lfr_report.report.runner import load_experiment
 from lfr_report.report.vicreg import REPORT
+from lfr_report.running.runner import load_experiment
 from lfr_report.ssl.views import neighbour_pair, neighbour_table
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import FileRunStore
@@ -87,7 +87,7 @@ def test_downstream_runs_name_their_encoder_and_store_their_figures(runs):
 
 
 def _config(experiment, named, updates):
-    from lfr_report.report.runner import expected_config
+    from lfr_report.running.runner import expected_config
 
     return expected_config(load_experiment(experiment), named, updates)
 

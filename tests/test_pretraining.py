@@ -16,7 +16,7 @@ from lfr_report.errors import ConfigError
 from lfr_report.models.decoder import ConvNetDecoder
 from lfr_report.models.encoders import ConvNetEncoder
 from lfr_report.report import pretraining as report
-from lfr_report.report.runner import load_experiment
+from lfr_report.running.runner import load_experiment
 from lfr_report.ssl.dim import TERMS
 from lfr_report.tracking.artifacts import read_encoder, read_npz
 from lfr_report.tracking.store import FileRunStore

@@ -12,10 +12,10 @@ import pytest
 from helpers import pdf_text, write_full_data
 
 from lfr_report.cli import main
-from lfr_report.preflight import named_datasets
 from lfr_report.registry import REPORTS, report
 from lfr_report.report.document import report_options
-from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.running.preflight import named_datasets
+from lfr_report.running.runner import expected_config, load_experiment
 from lfr_report.tracking.store import FileRunStore, flatten_config
 
 # What `rehearsal` may change: sizes (images, steps, epochs, seeds, points shown) and the scale's name.
@@ -64,7 +64,7 @@ def test_full_report_without_cifar10_stops_before_any_run(isolated, capsys):
 
 def test_rehearsal_data_on_disk_passes_the_check(isolated, capsys):
     write_full_data(isolated / "data")
-    from lfr_report.preflight import check_data
+    from lfr_report.running.preflight import check_data
 
     for name in REPORTS:
         check_data(report(name).needed("full", rehearse=True))  # raises if a data set the runs name is missing

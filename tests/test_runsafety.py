@@ -20,7 +20,7 @@ from sacred.observers import FileStorageObserver
 from lfr_report.data import DATASETS, identity, load_dataset
 from lfr_report.errors import Busy, DataError
 from lfr_report.evaluate import ProbeResult
-from lfr_report.report.runner import find_or_run, load_experiment
+from lfr_report.running.runner import find_or_run, load_experiment
 from lfr_report.ssl import train
 from lfr_report.tracking import lock
 from lfr_report.tracking.observers import interrupts_deferred, sigterm_as_interrupt
@@ -198,14 +198,14 @@ def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its
 
 _REPORT_EIGENMAPS = """
 import sys
-from lfr_report.report.runner import find_or_run
+from lfr_report.running.runner import find_or_run
 from lfr_report.tracking.store import FileRunStore
 print(find_or_run(FileRunStore(sys.argv[1]), "eigenmaps", ["smoke"]).id, flush=True)
 """
 
 _HOLD_EIGENMAPS_LOCK = """
 import sys
-from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.running.runner import expected_config, load_experiment
 from lfr_report.tracking import lock
 lock.acquire(lock.for_config("eigenmaps", expected_config(load_experiment("eigenmaps"), ["smoke"])))
 print("held", flush=True)
@@ -321,7 +321,7 @@ def test_neighbours_from_a_failed_run_says_so_before_a_run_is_recorded(isolated)
     from test_experiment import _encoder_run
 
     from lfr_report.errors import ConfigError
-    from lfr_report.report.runner import expected_config
+    from lfr_report.running.runner import expected_config
 
     failed = _encoder_run(isolated, fail=True)
     with pytest.raises(ConfigError, match=f"^run {failed} is FAILED, not COMPLETED"):

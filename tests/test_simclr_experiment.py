@@ -10,7 +10,7 @@ from sacred.observers import FileStorageObserver
 
 from lfr_report import names
 from lfr_report.data import Augment, AugmentParams, get_spec, load_dataset
-from lfr_report.report.runner import load_experiment
+from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.artifacts import read_encoder, read_npz
 from lfr_report.tracking.store import FileRunStore
 

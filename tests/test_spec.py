@@ -1,17 +1,14 @@
 """The report declaration: runs found in the order declared, dependencies resolved to run ids,
-roles written from the runs, and report modules that only read runs."""
+roles written from the runs (the layering of the modules: tests/test_layers.py)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import pytest
 
 from lfr_report.registry import REPORTS, report
-from lfr_report.report import spec
 from lfr_report.report.render import templates_dir
-from lfr_report.report.spec import After, Need, run_id
+from lfr_report.report.spec import After, Need, gather, run_id
+from lfr_report.running import needs as needs_module
 from lfr_report.tracking.store import Run
 
 
@@ -24,7 +21,7 @@ def made(monkeypatch):
         calls.append((experiment, list(named), dict(updates or {})))
         return Run(id=str(len(calls)), experiment=experiment, status="COMPLETED", config={"named": list(named)})
 
-    monkeypatch.setattr(spec, "find_or_run", fake_find_or_run)
+    monkeypatch.setattr(needs_module, "find_or_run", fake_find_or_run)
     return calls
 
 
@@ -38,7 +35,7 @@ def test_needs_run_in_order_with_their_dependencies_resolved(made):
         ),
     ]
     assert [n.after for n in needs] == [(), (), ("a", "b")]
-    runs = spec.gather(needs, store=None)
+    runs = gather(needs, store=None)
     assert made == [("vicreg", ["smoke"], {}), ("vicreg", ["smoke", "no_variance"], {}),
                     ("downstream", ["smoke", "from-1-2"], {"encoder_run": 2})]  # fmt: skip
     assert [n.describe(runs) for n in needs] == ["first", "second, after run 1", "uses 2"]
@@ -46,7 +43,7 @@ def test_needs_run_in_order_with_their_dependencies_resolved(made):
 
 def test_a_need_that_uses_a_later_run_is_an_error(made):
     with pytest.raises(ValueError, match=r"run 'early' uses \['late'\], which are declared after it"):
-        spec.gather([Need("early", "downstream", ["smoke"], {"encoder_run": run_id("late")}),
+        gather([Need("early", "downstream", ["smoke"], {"encoder_run": run_id("late")}),
                      Need("late", "vicreg", ["smoke"])], store=None)  # fmt: skip
     assert made == []
 
@@ -62,13 +59,3 @@ def test_every_registered_report_declares_itself_and_its_template(name):
         for i, need in enumerate(needs):
             assert set(need.after) <= set(keys[:i]), need.key  # each after the runs it uses
             assert scale in need.named
-
-
-def test_report_modules_read_runs_and_never_reach_into_data_or_models():
-    folder = Path(spec.__file__).parent
-    for path in folder.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []  # fmt: skip
-            for module in modules:
-                assert not module.startswith(("lfr_report.data", "lfr_report.models")), (path.name, module)

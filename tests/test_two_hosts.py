@@ -1,7 +1,7 @@
 """Across machines: two hosts on one machine (network namespaces joined by a link, see
 ``tests/two_hosts.py``) running a two-node Slurm cluster.
 
-* One run on two nodes: the README's recipe (``srun torchrun --nnodes=2 ... --rdzv_endpoint=
+* One run on two nodes: the manual's recipe (docs/scale-out.md) (``srun torchrun --nnodes=2 ... --rdzv_endpoint=
   $head:29500``) trains VICReg across the hosts over gloo; one DDP step there equals one
   process with the whole batch; one run is recorded, by global rank 0, into the store on
   the shared file system; a rank failing on the second host fails the run with its error.
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
 JOB_TIMEOUT_S = 300
 
-# The README's multi-node recipe with what a CPU test changes: one process per node (no
+# The manual's multi-node recipe (docs/scale-out.md) with what a CPU test changes: one process per node (no
 # GPUs), the store and checkpoints on the shared file system, smoke scale.
 RECIPE = """\
 #!/bin/bash

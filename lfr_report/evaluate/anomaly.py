@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from lfr_report.evaluate.knn import inverse_density_score
+from lfr_report.neighbours import inverse_density_score
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 
-from lfr_report.evaluate.knn import knn
+from lfr_report.neighbours import knn
 
 
 @dataclass(frozen=True)

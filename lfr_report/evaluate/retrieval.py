@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lfr_report.evaluate.knn import farthest, knn
+from lfr_report.neighbours import farthest, knn
 
 
 def one_per_class(labels: np.ndarray | torch.Tensor, seed: int = 0, per_class: int = 1) -> np.ndarray:

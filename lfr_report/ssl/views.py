@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from lfr_report.data import Augment, normalise
-from lfr_report.evaluate.knn import knn
+from lfr_report.neighbours import knn
 from lfr_report.ssl.train import ViewMaker
 
 

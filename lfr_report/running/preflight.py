@@ -22,10 +22,10 @@ from lfr_report.data import DATASETS, load_dataset
 from lfr_report.data.download import ARCHIVES
 from lfr_report.data.fetch import get
 from lfr_report.errors import DataError
-from lfr_report.report.runner import expected_config, load_experiment
+from lfr_report.running.runner import expected_config, load_experiment
 
 if TYPE_CHECKING:
-    from lfr_report.report.spec import Need
+    from lfr_report.running.needs import Need
 
 
 def named_datasets(config: Mapping[str, Any]) -> list[str]:

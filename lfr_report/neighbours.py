@@ -1,5 +1,7 @@
 """Nearest neighbours in representation space (faiss, exact L2) and what is built on them:
-the kNN inverse-density anomaly score of the exercise (eq. 7) and retrieval."""
+the kNN inverse-density anomaly score of the exercise (eq. 7) and retrieval. Below both
+``ssl`` (VICReg's generated neighbours, ``ssl/views.py``) and ``evaluate`` (anomaly
+detection, retrieval, eigenmaps), which use it."""
 
 from __future__ import annotations
 

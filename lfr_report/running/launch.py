@@ -1,6 +1,6 @@
 """A report's missing runs as a plan, and the plan run through submitit, on this machine or on Slurm.
 
-``plan`` reads a report's declaration (``Report.needs(scale)``) against the run store:
+``plan`` reads a report's declaration (its ``needed(scale)`` runs) against the run store:
 each needed run is either found (the rule of ``find_or_run``: a COMPLETED run with an
 equal config) or missing. A missing run whose config names a run that is itself missing
 (an ``After`` value, such as ``encoder_run=run_id("vicreg")``) cannot have its exact
@@ -42,8 +42,8 @@ import submitit
 from sacred.utils import SacredInterrupt
 
 from lfr_report.errors import ConfigError, LfrError
-from lfr_report.report.runner import command, find, find_or_run
-from lfr_report.report.spec import After, Need, Report, Runs
+from lfr_report.running.needs import After, Declared, Need, Runs
+from lfr_report.running.runner import command, find, find_or_run
 from lfr_report.tracking.store import Run, RunStore
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -85,7 +85,7 @@ def _placeholder(value: Any) -> Any:
     return f"<from {'+'.join(value.keys)}>" if isinstance(value, After) else value
 
 
-def plan(report: Report, store: RunStore, scale: str, rehearse: bool = False) -> list[Planned]:
+def plan(report: Declared, store: RunStore, scale: str, rehearse: bool = False) -> list[Planned]:
     """Every run ``report`` needs at ``scale`` (``rehearse``: sizes shrunk): found in ``store``, or missing
     with its wave."""
     needs = report.needed(scale, rehearse)
@@ -113,7 +113,7 @@ def plan(report: Report, store: RunStore, scale: str, rehearse: bool = False) ->
     return planned
 
 
-def describe_plan(report: Report, scale: str, store: RunStore, planned: Sequence[Planned]) -> str:
+def describe_plan(report: Declared, scale: str, store: RunStore, planned: Sequence[Planned]) -> str:
     """The plan as ``--dry-run`` prints it: one line per run, then a summary."""
     width = max(len(p.need.key) for p in planned)
     lines = [f"plan of report {report.name} at scale {scale}, store {store.location}:"]
@@ -137,7 +137,7 @@ def describe_plan(report: Report, scale: str, store: RunStore, planned: Sequence
 class SlurmSettings:
     """What each Slurm job asks for; ``None`` leaves it to the cluster's defaults.
 
-    Read from a TOML file's ``[slurm]`` table (the README shows one); options override it.
+    Read from a TOML file's ``[slurm]`` table (the manual's scale-out page, docs/scale-out.md, shows one); options override it.
     ``python`` is the command that runs Python in a job, e.g. ``apptainer exec --nv lfr.sif
     python`` to run each job in the project's image (or ``srun_args`` for pyxis's
     ``--container-image``); ``extra`` holds any other ``sbatch`` options (``account``,
@@ -164,7 +164,7 @@ class SlurmSettings:
             try:
                 table = tomllib.loads(Path(path).read_text()).get("slurm", {})
             except FileNotFoundError:
-                raise ConfigError(f"--slurm-config {path}: no such file (see the README's Slurm section)") from None
+                raise ConfigError(f"--slurm-config {path}: no such file (docs/scale-out.md shows one)") from None
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"--slurm-config {path}: not valid TOML ({exc})") from None
             known = {f.name for f in fields(cls)}
@@ -311,8 +311,8 @@ class _Job:
         return (self.ended or 0) - (self.started or 0)
 
 
-def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how: Launch, rehearse: bool = False,
-           say: Callable[[str], None] | None = None, on_complete: Callable[[Report], None] | None = None) -> Runs:  # fmt: skip
+def launch(reports: Declared | Sequence[Declared], store: RunStore, scale: str, how: Launch, rehearse: bool = False,
+           say: Callable[[str], None] | None = None, on_complete: Callable[[Declared], None] | None = None) -> Runs:  # fmt: skip
     """Run every missing run of ``reports`` at ``scale`` through submitit; the runs of the last report by key.
 
     Local jobs start as soon as a slot is free and the runs they name exist (the
@@ -321,7 +321,7 @@ def launch(reports: Report | Sequence[Report], store: RunStore, scale: str, how:
     not wait for the other reports' runs). One line per run as it starts and ends, a line of
     the running ones every minute, and the waves' summary at the end."""
     say = say or _say
-    reports = [reports] if isinstance(reports, Report) else list(reports)
+    reports = list(reports) if isinstance(reports, Sequence) else [reports]
     plans = {r.name: plan(r, store, scale, rehearse) for r in reports}
     waves = {(name, p.need.key): p.wave for name, planned in plans.items() for p in planned if p.run is None}
     jobs: dict[str, _Job] = {}  # by command: one job for a run two reports need
