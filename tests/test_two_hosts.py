@@ -253,6 +253,15 @@ def requeued_jobs_released(cluster: two_hosts.Cluster) -> Iterator[None]:
         thread.join(30)
 
 
+def with_job_logs(output: str, isolated: Path) -> str:
+    """The launcher's last lines and, after them, each job log's last lines (a failure says why)."""
+    logs = []
+    for log in sorted((isolated / "jobs").glob("*/*_log.err")):
+        lines = [ln for ln in log.read_text(errors="replace").replace("\r", "\n").splitlines() if "it/s" not in ln]
+        logs.append(f"--- {log.relative_to(isolated)} (progress bars left out):\n" + "\n".join(lines)[-2500:])
+    return "\n".join([output[-3000:], *logs])
+
+
 def the_job(cluster: two_hosts.Cluster) -> tuple[str, str]:
     """The one job of the launcher in the queue: its id and node."""
     (line,) = [ln for ln in cluster.run(cluster.hosts[0], "squeue", "-h", "-o", "%i %N %j").stdout.splitlines()
@@ -282,7 +291,7 @@ def test_a_job_slurm_stops_is_requeued_resumes_and_gives_the_uninterrupted_numbe
             signalled = cluster.run(cluster.hosts[0], "true")  # Slurm sends it
         assert signalled.returncode == 0, signalled.stderr
         output, _ = launcher.communicate(timeout=JOB_TIMEOUT_S)
-    assert launcher.returncode == 0, output[-3000:]
+    assert launcher.returncode == 0, with_job_logs(output, isolated)
     assert "requeued resume_test/encoder  (job " in output and ", try 2); it resumes from its checkpoint" in output
     runs = sorted(FileRunStore(isolated / "runs").runs(), key=lambda r: int(r.id))
     *stopped, resumed = runs
@@ -317,7 +326,7 @@ def test_a_node_lost_mid_run_is_named_and_its_run_finished_on_the_other(cluster,
                 output, _ = launcher.communicate(timeout=JOB_TIMEOUT_S)
         assert f"on node  resume_test/encoder  (job {job}: {two.name})" in output
         if requeue:
-            assert launcher.returncode == 0, output[-3000:]
+            assert launcher.returncode == 0, with_job_logs(output, isolated)
             assert f"requeued resume_test/encoder  (job {job} left {two.name}, try 2)" in output
         else:
             assert launcher.returncode == 1, output[-3000:]
