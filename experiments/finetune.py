@@ -110,6 +110,15 @@ def pretraining():
 
 
 @ex.named_config
+def pretraining_full():
+    # after `pretraining full`: the second example's classifiers at its own setting (not the first example's 180 epochs
+    # and five fractions, which `full` sets): 20 epochs of Adam, 5% and 100% of the labels
+    fractions = [0.05, 1.0]
+    seeds = [0, 1, 2]
+    epochs = 20
+
+
+@ex.named_config
 def full():
     scale = "full"  # the example's 180 epochs (for a GPU), the whole training split
     data = {"train_size": None}

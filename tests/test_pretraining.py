@@ -5,6 +5,7 @@ Sacred, and the report built from those runs."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ from lfr_report.errors import ConfigError
 from lfr_report.models.decoder import ConvNetDecoder
 from lfr_report.models.encoders import ConvNetEncoder
 from lfr_report.report import pretraining as report
-from lfr_report.running.runner import load_experiment
+from lfr_report.running.runner import expected_config, load_experiment
 from lfr_report.ssl.dim import TERMS
 from lfr_report.tracking.artifacts import read_encoder, read_npz
-from lfr_report.tracking.store import FileRunStore
+from lfr_report.tracking.store import FileRunStore, Run
 
 
 @pytest.mark.parametrize(("channels", "side"), [(1, 28), (3, 32)])
@@ -82,9 +83,9 @@ def test_the_report_answers_the_example_in_its_order_with_the_runs_numbers(pretr
     out = report.REPORT.build(store, "smoke", isolated / "reports" / "pretraining.pdf")
     pages, text = pdf_text(out)
     assert 3 <= pages <= 10
-    order = ["1. Problem definition", "2.1 Baseline", "2.2 Denoising autoencoder", "2.3 Deep InfoMax", "Global MI",
+    order = ["Abstract", "Results at a glance", "1. Problem definition", "2.1 Baseline", "2.2 Denoising autoencoder", "2.3 Deep InfoMax", "Global MI",
              "Local MI", "Prior matching", "3.1 Implementation details", "3.2 Results", "Table 1.", "t-SNE",
-             "3.3 Local against global", "Table 2.", "3.4 Conclusions"]  # fmt: skip
+             "3.3 Local against global", "Table 2.", "3.4 Conclusions", "References", "Hjelm"]  # fmt: skip
     positions = [text.index(heading) for heading in order]
     assert positions == sorted(positions)
     runs = report.REPORT.gather(store, "smoke")
@@ -93,6 +94,31 @@ def test_the_report_answers_the_example_in_its_order_with_the_runs_numbers(pretr
         assert f"{100 * mean:.2f} ± {100 * std:.2f}" in text, key
     assert "notes/pretraining/conclusions.md" in text
     assert len(store.runs()) == 12  # nothing was rerun
+
+
+ACCURACY = {  # Table 1 of the default-scale build of 2026-12-05 (runs 37-44), by method, mode and label fraction
+    ("baseline", "frozen", 0.05): 0.2882, ("dae", "frozen", 0.05): 0.5474, ("dim", "frozen", 0.05): 0.6198,
+    ("baseline", "frozen", 1.0): 0.5352, ("dae", "frozen", 1.0): 0.6917, ("dim", "frozen", 1.0): 0.7236,
+    ("baseline", "tuned", 0.05): 0.7395, ("dae", "tuned", 0.05): 0.7569, ("dim", "tuned", 0.05): 0.7550,
+    ("baseline", "tuned", 1.0): 0.8618, ("dae", "tuned", 1.0): 0.8646, ("dim", "tuned", 1.0): 0.8669,
+}  # fmt: skip
+
+
+def test_the_abstract_says_where_pretraining_helps_from_the_table():
+    text = report.abstract(ACCURACY, [1.0, 0.05], "Fashion-MNIST", "Fashion-MNIST")
+    assert "With the encoder frozen, at 5% of the labels DIM gains +33.2 points over the baseline's 28.8% and the dAE " \
+           "+25.9" in text  # fmt: skip
+    assert "Fine-tuned, at 5% of the labels the dAE gains +1.7 points" in text
+    assert "the labels make up for much of what pretraining gave" in text and "DIM helps more on average" in text
+
+
+def test_the_abstract_says_so_when_pretraining_does_not_help():
+    worse = {
+        key: value - (0.1 if key[0] != "baseline" and key[1] == "tuned" else 0.0) for key, value in ACCURACY.items()
+    }
+    text = report.abstract(worse, [1.0, 0.05], "Tiny ImageNet", "CIFAR-10")
+    assert "Fine-tuned, at 5% of the labels neither beats the baseline (dAE -8.3, DIM -8.5 points)" in text
+    assert "the labels make up" in text and "pretrain the baseline's encoder on Tiny ImageNet" in text
 
 
 def test_impossible_pretraining_configs_fail_before_a_run(isolated):
@@ -122,3 +148,30 @@ def test_a_random_encoder_gets_its_batch_norm_statistics_from_the_data_and_keeps
     assert after > 10 * before  # the initial statistics (mean 0, variance 1) had shrunk the features
     assert not encoder.training and all(m.momentum == 0.1 for m in encoder.modules() if hasattr(m, "momentum"))
     assert all(torch.equal(encoder.state_dict()[k], v) for k, v in weights.items())
+
+
+# The second example report's settings, as its text gives them (lfr2024-unsupervised-dataset-distillation.txt)
+EXAMPLE = {
+    "pretrain": {"data.name": "tiny_imagenet", "transfer": "cifar10", "dim_epochs": 20, "dae_epochs": 10,
+                 "encoder_dim": 64, "batch_size": 128, "lr": 1e-4, "alpha": 0.5, "beta": 1.0, "gamma": 0.1},
+    "finetune": {"epochs": 20, "lr": 1e-3, "batch_size": 64, "optimizer": "adam", "fractions": [0.05, 1.0]},
+}  # fmt: skip
+
+
+def test_the_reports_full_runs_have_the_examples_settings(monkeypatch):
+    load_experiment("finetune")  # imported, so that its completed_run can be replaced
+    source = Run(id="1", experiment="pretrain", status="COMPLETED",
+                 config={"data": {"name": "tiny_imagenet"}, "transfer": "cifar10"})  # fmt: skip
+    monkeypatch.setattr(sys.modules["lfr_experiments.finetune"], "completed_run", lambda run_id: source)
+    for need in report.REPORT.needs("full"):
+        named = [n for n in need.named if isinstance(n, str)]
+        updates = {k: 1 if k == "encoder_run" else v for k, v in need.updates.items()}
+        config = expected_config(load_experiment(need.experiment), named, updates)
+        ablated = {"no_local": "beta", "no_global": "alpha"}.get(need.key)  # the ablations set one weight to 0
+        for key, value in EXAMPLE[need.experiment].items():
+            if key == ablated:
+                assert config[key] == 0.0
+                continue
+            first, _, second = key.partition(".")
+            got = config[first][second] if second else config[first]
+            assert got == value, (need.key, key, got)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import matplotlib
@@ -303,4 +303,24 @@ def bar_chart(labels: Sequence[str], means: Sequence[float], stds: Sequence[floa
     ax.set_ylim(0, top)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def flow_diagram(boxes: Mapping[str, tuple[float, float, str]], arrows: Sequence[tuple[str, str, str]],
+                 size: tuple[float, float]) -> Figure:  # fmt: skip
+    """A method drawn from its parts: labelled boxes at ``(x, y)`` in the unit square, joined by
+    arrows ``(from, to, label)``; a label is written beside the middle of its arrow."""
+    fig, ax = plt.subplots(figsize=size)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.axis("off")
+    for x, y, text in boxes.values():
+        ax.text(x, y, text, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eef1f8", "edgecolor": "#3949ab", "linewidth": 0.8})  # fmt: skip
+    for start, end, label in arrows:
+        (x0, y0, _), (x1, y1, _) = boxes[start], boxes[end]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "-|>", "linewidth": 0.8, "color": "#333333", "shrinkA": 16, "shrinkB": 16})  # fmt: skip
+        if label:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.07, label, ha="center", va="bottom", fontsize=7, color="#333333")
+    fig.tight_layout(pad=0.1)
     return fig

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lfr_report import names
-from lfr_report.report import figures
+from lfr_report.report import figures, references
 from lfr_report.report.document import Document
 from lfr_report.report.figures import Panel
 from lfr_report.report.spec import Need, Report, Runs, run_id
@@ -29,7 +29,8 @@ TERM_LABELS = {"global_mi": "global MI (JSD estimate)", "local_mi": "local MI (J
 
 
 def needs(scale: str) -> list[Need]:
-    evaluation = [EVALUATION, scale]  # the scale last: its sizes win
+    # the scale after the recipe: its sizes win; at full, the second example's classifier settings after that
+    evaluation = [EVALUATION, scale, *(["pretraining_full"] if scale == "full" else [])]
     listed = [
         Need("dim", "pretrain", [scale], role="Deep InfoMax pretraining"),
         Need("dae", "pretrain", [scale, "dae"], role="denoising autoencoder pretraining"),
@@ -88,7 +89,15 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
                          *(runs[k] for k in ABLATIONS), *(runs[f"{k}_frozen"] for k in ABLATIONS))  # fmt: skip
 
     encoder = read_torch(store, runs["dim"].id, names.ENCODER)["arch"]
+    accuracies = {(row["key"], mode, f): cell[0]
+                  for row in rows for (mode, f), cell in zip([(m, f) for m in MODES for f in fractions], row["cells"],
+                                                             strict=True)}  # fmt: skip
+    refs = references.cited(["dim", "mine", "fgan", "dae", *references.for_data_sets(
+        [runs["dim"].config["data"]["name"], evaluation.info["dataset"]])])  # fmt: skip
     return {
+        "abstract": abstract(accuracies, fractions, runs["dim"].info["data_spec"]["title"],
+                             evaluation.info["data_spec"]["title"]),
+        "references": refs,
         "run": runs["dim"], "dae": runs["dae"], "evaluation": evaluation, "scratch": runs["baseline_tuned"],
         "arch": encoder, "spec": runs["dim"].info["data_spec"], "eval_spec": evaluation.info["data_spec"],
         "fractions": fractions, "seeds": seeds, "rows": rows, "table": table,
@@ -101,6 +110,46 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         "figures": {"dim_curves": _dim_curves(runs, metrics, doc), "dae_curve": _dae_curve(runs, metrics, doc),
                     "tsne": _tsne(store, runs, doc)},
     }  # fmt: skip
+
+
+def abstract(accuracy: dict[tuple[str, str, float], float], fractions: list[float], pretrained_on: str,
+             classified: str) -> str:  # fmt: skip
+    """The report's abstract, written from Table 1: where pretraining helps (frozen or fine-tuned, each
+    label fraction), by how much, and which method helps most. ``accuracy[(method, mode, fraction)]``."""
+
+    def share(f: float) -> str:
+        return f"{100 * f:g}%"
+
+    def gains(mode: str, f: float) -> dict[str, float]:
+        return {m: 100 * (accuracy[(m, mode, f)] - accuracy[("baseline", mode, f)]) for m in ("dae", "dim")}
+
+    def clause(mode: str, f: float) -> str:
+        gain = gains(mode, f)
+        best = max(gain, key=gain.get)
+        if gain[best] <= 0:
+            return (f"at {share(f)} of the labels neither beats the baseline "
+                    f"(dAE {gain['dae']:+.1f}, DIM {gain['dim']:+.1f} points)")  # fmt: skip
+        other = "dae" if best == "dim" else "dim"
+        return (f"at {share(f)} of the labels {SHORT[best]} gains {gain[best]:+.1f} points over the baseline's "
+                f"{100 * accuracy[('baseline', mode, f)]:.1f}% and {SHORT[other]} {gain[other]:+.1f}")  # fmt: skip
+
+    low, high = min(fractions), max(fractions)
+    frozen = "; ".join(clause("frozen", f) for f in (low, high))
+    tuned = "; ".join(clause("tuned", f) for f in (low, high))
+    shrink = gains("tuned", low)["dim"] < gains("frozen", low)["dim"] and gains("tuned", low)["dae"] < gains(
+        "frozen", low)["dae"]  # fmt: skip
+    total = {m: sum(gains(mode, f)[m] for mode in MODES for f in fractions) for m in ("dae", "dim")}
+    leader = max(total, key=total.get)
+    return (
+        f"We pretrain the baseline's encoder on {pretrained_on} without labels, as a denoising autoencoder (dAE) "
+        f"and with Deep InfoMax (DIM), and classify {classified} with {share(high)} and {share(low)} of the "
+        f"labels, the encoder frozen or fine-tuned. With the encoder frozen, {frozen}. Fine-tuned, {tuned}"
+        f"{': the labels make up for much of what pretraining gave' if shrink else ''}. Over the four settings "
+        f"{SHORT[leader]} helps more{' on average' if total[leader] > 0 else ' (or hurts less)'}."
+    )
+
+
+SHORT = {"dae": "the dAE", "dim": "DIM"}
 
 
 REPORT = Report(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from lfr_report import names
-from lfr_report.report import figures
+from lfr_report.report import figures, references
 from lfr_report.report.document import Document
 from lfr_report.report.figures import Panel, line
 from lfr_report.report.spec import Need, Report, Runs, run_id
@@ -101,8 +101,14 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         findings.append({"name": name, "gap_low": gap, "crossing": crossing,
                          "gap_full": fraction_rows[-1][key]["pretrained"][0] - fraction_rows[-1][key]["scratch"][0]})  # fmt: skip
 
+    pretrained_on, transfer = runs[first].config["data"]["name"], runs[f"{first}_pretrained"].info["dataset"]
+    refs = references.cited(["simclr", "cpc", *(["resnet"] if "resnet" in chosen else []),
+                             *references.for_data_sets([pretrained_on, transfer])])  # fmt: skip
     figs = {
         "views": _views_figure(store, runs[first], doc),
+        "framework": _framework_figure(
+            runs[first], " or ".join(a["name"] for a in architectures), references.numbers(refs)["simclr"], doc
+        ),
         "curves": _pretraining_curves(runs, metrics, doc),
         "fractions": _fraction_figure(runs, fraction_rows, seeds, doc),
     }
@@ -110,7 +116,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
             "architectures": architectures, "linear_rows": linear_rows, "linear_table": linear_table,
             "fraction_rows": fraction_rows, "fraction_table": fraction_table, "backbone_keys": list(chosen),
             "backbone_names": {k: name for k, (name, _) in chosen.items()}, "findings": findings, "figures": figs,
-            "seeds": seeds, "channels": runs[first].info["data_spec"]["channels"],
+            "seeds": seeds, "channels": runs[first].info["data_spec"]["channels"], "references": refs,
             "left_out": [name for key, (name, _) in BACKBONES.items() if key not in chosen]}  # fmt: skip
 
 
@@ -122,6 +128,29 @@ REPORT = Report(
     needs=needs,
     sections=sections,
 )
+
+
+def _framework_figure(run, backbone: str, reference: int, doc: Document):
+    """The SimCLR framework (the example's Figure 2, after Chen et al.'s), labelled with this run's settings."""
+    c = run.config
+    boxes = {
+        "x": (0.05, 0.5, "$x$"),
+        "xi": (0.24, 0.82, r"$\tilde{x}_i$"), "xj": (0.24, 0.18, r"$\tilde{x}_j$"),
+        "hi": (0.47, 0.82, "$h_i$"), "hj": (0.47, 0.18, "$h_j$"),
+        "zi": (0.70, 0.82, "$z_i$"), "zj": (0.70, 0.18, "$z_j$"),
+        "loss": (0.90, 0.5, f"NT-Xent\n(τ = {c['temperature']})\nmaximise\nagreement"),
+    }  # fmt: skip
+    f = f"f: {backbone}"
+    g = f"g: {c['projector_layers']}-layer MLP"
+    arrows = [("x", "xi", "t ~ T"), ("x", "xj", "t′ ~ T"), ("xi", "hi", f), ("xj", "hj", f),
+              ("hi", "zi", g), ("hj", "zj", g), ("zi", "loss", ""), ("zj", "loss", "")]  # fmt: skip
+    fig = figures.flow_diagram(boxes, arrows, (figures.WIDTH_IN, 2.0))
+    return doc.figure(figures.to_data_uri(fig, "svg"),
+                      f"The SimCLR framework [{reference}]: two augmentations t and t′ drawn from the same family T make two views "
+                      "of an image x; the backbone f gives their representations h (the features every evaluation "
+                      f"uses, {c['encoder_dim']}-dimensional here) and the projection head g their projections z "
+                      f"({c['projector_dim']}-dimensional), between which the contrastive loss is computed; g is "
+                      "discarded after pretraining. Labelled with the pretraining run's settings.", run, width=90)  # fmt: skip
 
 
 def _views_figure(store: RunStore, run, doc: Document):
