@@ -319,7 +319,7 @@ def flow_diagram(boxes: Mapping[str, tuple[float, float, str]], arrows: Sequence
     for start, end, label in arrows:
         (x0, y0, _), (x1, y1, _) = boxes[start], boxes[end]
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "-|>", "linewidth": 0.8, "color": "#333333", "shrinkA": 16, "shrinkB": 16})  # fmt: skip
+                    arrowprops={"arrowstyle": "-|>", "linewidth": 0.8, "color": "#333333", "shrinkA": 14, "shrinkB": 26})  # fmt: skip
         if label:
             ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.07, label, ha="center", va="bottom", fontsize=7, color="#333333")
     fig.tight_layout(pad=0.1)

@@ -138,14 +138,14 @@ def _framework_figure(run, backbone: str, reference: int, doc: Document):
         "xi": (0.24, 0.82, r"$\tilde{x}_i$"), "xj": (0.24, 0.18, r"$\tilde{x}_j$"),
         "hi": (0.47, 0.82, "$h_i$"), "hj": (0.47, 0.18, "$h_j$"),
         "zi": (0.70, 0.82, "$z_i$"), "zj": (0.70, 0.18, "$z_j$"),
-        "loss": (0.90, 0.5, f"NT-Xent\n(τ = {c['temperature']})\nmaximise\nagreement"),
+        "loss": (0.90, 0.5, f"NT-Xent loss\nτ = {c['temperature']}"),
     }  # fmt: skip
     f = f"f: {backbone}"
     g = f"g: {c['projector_layers']}-layer MLP"
     arrows = [("x", "xi", "t ~ T"), ("x", "xj", "t′ ~ T"), ("xi", "hi", f), ("xj", "hj", f),
               ("hi", "zi", g), ("hj", "zj", g), ("zi", "loss", ""), ("zj", "loss", "")]  # fmt: skip
     fig = figures.flow_diagram(boxes, arrows, (figures.WIDTH_IN, 2.0))
-    return doc.figure(figures.to_data_uri(fig, "svg"),
+    return doc.figure(figures.to_data_uri(fig, "png"),  # PNG: its math symbols drawn by matplotlib, not the PDF's fonts
                       f"The SimCLR framework [{reference}]: two augmentations t and t′ drawn from the same family T make two views "
                       "of an image x; the backbone f gives their representations h (the features every evaluation "
                       f"uses, {c['encoder_dim']}-dimensional here) and the projection head g their projections z "
