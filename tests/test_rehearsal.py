@@ -96,7 +96,7 @@ def test_report_builds_from_full_rehearsal_runs(name, isolated):
 EXPECTED_ITEMS = {
     "vicreg": (12, 6),
     "distillation": (6, 6),
-    "simclr": (3, 2),
+    "simclr": (4, 2),  # the augmented views, the framework, the pretraining curves, the fractions
     "autoencoder": (5, 2),
     "pretraining": (3, 2),
 }
@@ -106,9 +106,10 @@ FACTS = {
     # the image-text model runs on its own data set (Fashion-MNIST), not the autoencoder's STL-10
     "autoencoder": ['"dogs in the park" names no class of Fashion-MNIST', "fresh weights on Fashion-MNIST"],
     # SimCLR and the pretraining report follow their examples at full: Tiny ImageNet, then CIFAR-10
-    "simclr": [
-        "training images of tiny_imagenet, labels unused (as the example does; this run transfers to cifar10, "
-        "its images brought to the pretraining images' shape)"
+    "simclr": [  # the data sets cited from the references: SimCLR, CPC, ResNet, then the data sets the runs read
+        "training images of tiny_imagenet [4], labels unused (as the example does; this run transfers to cifar10, "
+        "its images brought to the pretraining images' shape)",
+        "Y. Le and X. Yang. Tiny ImageNet visual recognition challenge",
     ],
     "pretraining": [
         "classifies CIFAR-10, and so does this run",
