@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -205,6 +206,17 @@ def test_in_a_slurm_job_a_signal_to_every_process_of_the_step_leaves_the_runs_ou
     assert run.status == "COMPLETED"
     assert (tmp_path / "runs" / "1" / "cout.txt").read_text().count("line ") == 200
     assert done.stdout.count("line ") == 200  # and it still reaches the terminal
+
+
+def test_a_signal_during_the_final_write_waits_for_it_so_the_record_is_whole(tmp_path):
+    """torchrun's SIGTERM reached rank 0 while the store wrote its FAILED status and left an empty
+    run.json (seen in CI). The signal now acts once the write is done: FAILED on disk, exit 130."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "signalled_failure.py"), str(tmp_path / "runs")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    run = json.loads((tmp_path / "runs" / "1" / "run.json").read_text())
+    assert run["status"] == "FAILED" and "planted failure" in "".join(run["fail_trace"])
 
 
 def test_sigterm_marks_the_run_interrupted_not_running(tmp_path):

@@ -112,6 +112,30 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
+class WritesUninterrupted:
+    """An observer whose writes finish before Ctrl-C or SIGTERM act on them (the signal is held
+    during each ``*_event`` call, then acts as usual).
+
+    Sacred's file store writes ``run.json`` in place: torchrun's SIGTERM to rank 0, arriving
+    while rank 0 recorded its FAILED status, cut that write and left an empty ``run.json``
+    (seen in CI), a run no store could read. ``new_experiment`` wraps every observer of a run
+    in this once the run has started."""
+
+    def __init__(self, observer: RunObserver) -> None:
+        self.observer = observer
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.observer, name)
+        if not (name.endswith("_event") and callable(attribute)):
+            return attribute
+
+        def held(*args, **kwargs):
+            with interrupts_deferred():
+                return attribute(*args, **kwargs)
+
+        return held
+
+
 def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
     """Run ``ex`` from the command line as Sacred does, with the default observer unless one is named.
 
@@ -156,7 +180,8 @@ def run_location(run) -> str:
     if distributed.launched_rank() > 0:
         return "rank 0's record of this run"
     for observer in run.observers:
-        observer = getattr(observer, "observer", observer)  # distributed.FailureFromAnyRank wraps rank 0's
+        while hasattr(observer, "observer"):  # WritesUninterrupted, distributed.FailureFromAnyRank: wrappers
+            observer = observer.observer
         if isinstance(observer, FileStorageObserver):
             return observer.dir
         if isinstance(observer, MongoObserver):
