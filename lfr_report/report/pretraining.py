@@ -89,9 +89,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
                          *(runs[k] for k in ABLATIONS), *(runs[f"{k}_frozen"] for k in ABLATIONS))  # fmt: skip
 
     encoder = read_torch(store, runs["dim"].id, names.ENCODER)["arch"]
-    accuracies = {(row["key"], mode, f): cell[0]
-                  for row in rows for (mode, f), cell in zip([(m, f) for m in MODES for f in fractions], row["cells"],
-                                                             strict=True)}  # fmt: skip
+    accuracies = {(m, mode, f): accuracy(f"{m}_{mode}", f)[0] for m in METHODS for mode in MODES for f in fractions}
     refs = references.cited(["dim", "mine", "fgan", "dae", *references.for_data_sets(
         [runs["dim"].config["data"]["name"], evaluation.info["dataset"]])])  # fmt: skip
     return {
@@ -112,6 +110,9 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
     }  # fmt: skip
 
 
+SHORT = {"dae": "the dAE", "dim": "DIM"}  # the pretrained methods, as the abstract names them
+
+
 def abstract(accuracy: dict[tuple[str, str, float], float], fractions: list[float], pretrained_on: str,
              classified: str) -> str:  # fmt: skip
     """The report's abstract, written from Table 1: where pretraining helps (frozen or fine-tuned, each
@@ -121,7 +122,7 @@ def abstract(accuracy: dict[tuple[str, str, float], float], fractions: list[floa
         return f"{100 * f:g}%"
 
     def gains(mode: str, f: float) -> dict[str, float]:
-        return {m: 100 * (accuracy[(m, mode, f)] - accuracy[("baseline", mode, f)]) for m in ("dae", "dim")}
+        return {m: 100 * (accuracy[(m, mode, f)] - accuracy[("baseline", mode, f)]) for m in SHORT}
 
     def clause(mode: str, f: float) -> str:
         gain = gains(mode, f)
@@ -136,9 +137,8 @@ def abstract(accuracy: dict[tuple[str, str, float], float], fractions: list[floa
     low, high = min(fractions), max(fractions)
     frozen = "; ".join(clause("frozen", f) for f in (low, high))
     tuned = "; ".join(clause("tuned", f) for f in (low, high))
-    shrink = gains("tuned", low)["dim"] < gains("frozen", low)["dim"] and gains("tuned", low)["dae"] < gains(
-        "frozen", low)["dae"]  # fmt: skip
-    total = {m: sum(gains(mode, f)[m] for mode in MODES for f in fractions) for m in ("dae", "dim")}
+    shrink = all(gains("tuned", low)[m] < gains("frozen", low)[m] for m in SHORT)
+    total = {m: sum(gains(mode, f)[m] for mode in MODES for f in fractions) for m in SHORT}
     leader = max(total, key=total.get)
     return (
         f"We pretrain the baseline's encoder on {pretrained_on} without labels, as a denoising autoencoder (dAE) "
@@ -147,9 +147,6 @@ def abstract(accuracy: dict[tuple[str, str, float], float], fractions: list[floa
         f"{': the labels make up for much of what pretraining gave' if shrink else ''}. Over the four settings "
         f"{SHORT[leader]} helps more{' on average' if total[leader] > 0 else ' (or hurts less)'}."
     )
-
-
-SHORT = {"dae": "the dAE", "dim": "DIM"}
 
 
 REPORT = Report(
