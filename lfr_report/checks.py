@@ -142,6 +142,22 @@ def declared_keys(ingredient: Ingredient) -> dict[str, Check]:
     return found
 
 
+def added_later(ingredient: Ingredient, keys: Mapping[str, Any]) -> None:
+    """Keys added to ``ingredient``'s config after runs were recorded without them, each with the
+    value those older runs behaved as (the code path they took, unchanged since). A report then
+    reuses such a run where it asks for that value, instead of running it again for a key it
+    never had. Only for options whose old path the new key leaves exactly as it was."""
+    ingredient.lfr_added = {**getattr(ingredient, "lfr_added", {}), **keys}  # type: ignore[attr-defined]
+
+
+def added_keys(ingredient: Ingredient) -> dict[str, Any]:
+    """Every ``added_later`` key of ``ingredient`` and its sub-ingredients, dotted from the top of the config."""
+    found = dict(getattr(ingredient, "lfr_added", {}))
+    for sub in ingredient.ingredients:
+        found.update({f"{sub.path}.{key}": value for key, value in added_keys(sub).items()})
+    return found
+
+
 def refuse_unknown(config: Mapping[str, Any], known: set[str], path: str = "") -> None:
     """A ``ConfigError`` for the first key of ``config`` that ``known`` (dotted keys) lacks,
     naming the keys known at its level. A known key's value is not looked into (a mapping

@@ -34,6 +34,7 @@ from lfr_report import names
 from lfr_report.checks import (  # noqa: F401  (the experiments import the checks from here)
     Check,
     a_seed,
+    added_later,
     at_least,
     boolean,
     check_values,

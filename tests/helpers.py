@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -62,6 +63,31 @@ def build_session_store(root: Path, gather: Callable) -> Path:
 
 
 # --- data sets in their real on-disk formats ---------------------------------------------
+
+
+def full_configs(report, monkeypatch) -> dict[str, dict]:
+    """The config each of ``report``'s ``full`` runs would get, by its key, computed by Sacred
+    without running anything. A fine-tuning run's encoder is a stand-in full-scale run."""
+    from lfr_report.running.runner import expected_config, load_experiment
+    from lfr_report.tracking.store import Run
+
+    load_experiment("finetune")  # imported, so that its completed_run can be replaced
+    source = Run(id="1", experiment="encoder", status="COMPLETED",
+                 config={"data": {"name": "tiny_imagenet"}, "transfer": "cifar10"})  # fmt: skip
+    monkeypatch.setattr(sys.modules["lfr_experiments.finetune"], "completed_run", lambda run_id: source)
+    configs = {}
+    for need in report.needs("full"):
+        named = [n for n in need.named if isinstance(n, str)]
+        updates = {k: 1 if k == "encoder_run" else v for k, v in need.updates.items()}
+        configs[need.key] = expected_config(load_experiment(need.experiment), named, updates)
+    return configs
+
+
+def dotted(config: dict, key: str):
+    """``config["probe"]["lr"]`` for ``"probe.lr"``."""
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 def patterned_images(n: int, shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_session_store, pdf_text
+from helpers import build_session_store, dotted, full_configs, pdf_text
 
-from lfr_report.evaluate.finetune import fine_tune, stratified_subset
+from lfr_report.evaluate.finetune import MILESTONES, fine_tune, stratified_subset
 from lfr_report.models import build_encoder
 from lfr_report.report import simclr
 from lfr_report.running.runner import load_experiment
@@ -130,3 +130,25 @@ def test_the_cpu_scale_compares_the_convnet_alone_and_smoke_and_full_both_backbo
     assert keys("default") == ["convnet", "convnet_pretrained", "convnet_scratch"]
     for scale in ("smoke", "full"):
         assert keys(scale) == [*keys("default"), "resnet", "resnet_pretrained", "resnet_scratch"]
+
+
+# The first example report's settings (lfr2024 seed, example 1), written once.
+EXAMPLE = {
+    "simclr": {"data.name": "tiny_imagenet", "transfer": "cifar10", "epochs": 100, "probe_seeds": [0, 1, 2, 3],
+               # linear evaluation: frozen backbone, a linear layer, SGD momentum 0.9, wd 1e-3, batch 64, lr 1e-3
+               "probe.optimizer": "sgd", "probe.momentum": 0.9, "probe.weight_decay": 1e-3, "probe.batch_size": 64,
+               "probe.lr": 1e-3, "probe.epochs": 100, "probe.schedule": "constant", "probe.whiten": False},
+    # the supervised baseline and fine-tuning: 180 epochs, SGD 0.9, wd 1e-4, batch 128, lr 0.1 x 0.1 at 100 and 150
+    "finetune": {"epochs": 180, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128,
+                 "lr": 0.1, "fractions": [0.01, 0.05, 0.1, 0.5, 1.0], "seeds": [0, 1, 2, 3], "data.train_size": None},
+}  # fmt: skip
+
+
+def test_the_reports_full_runs_have_the_examples_settings(monkeypatch):
+    configs = full_configs(simclr.REPORT, monkeypatch)
+    assert len(configs) == 6  # ConvNet and ResNet: pretraining, fine-tuned, from scratch
+    for key, config in configs.items():
+        experiment = "finetune" if "init" in config else "simclr"
+        for name, value in EXAMPLE[experiment].items():
+            assert dotted(config, name) == value, (key, name, dotted(config, name))
+    assert [round(m * 180) for m in MILESTONES] == [100, 150]  # the learning rate's two drops, in epochs

@@ -40,3 +40,13 @@ def test_probe_is_seeded():
     a = linear_probe(train_x, train_y, test_x, test_y, epochs=3, seed=7)
     b = linear_probe(train_x, train_y, test_x, test_y, epochs=3, seed=7)
     assert a.test_accuracy == b.test_accuracy and a.history == b.history
+
+
+def test_the_examples_sgd_protocol_on_raw_features_learns_and_differs_from_adams():
+    train_x, train_y = _blobs(400, 0)
+    test_x, test_y = _blobs(200, 1)
+    sgd = linear_probe(train_x, train_y, test_x, test_y, epochs=20, optimizer="sgd", lr=1e-1, momentum=0.9,
+                       schedule="constant", batch_size=32, whiten_floor=None)  # fmt: skip
+    adam = linear_probe(train_x, train_y, test_x, test_y, epochs=20, lr=1e-1, batch_size=32, whiten_floor=None)
+    assert sgd.test_accuracy > 0.9  # chance is 1/4
+    assert sgd.history != adam.history  # the optimiser option reaches the training

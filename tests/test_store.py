@@ -23,6 +23,7 @@ from lfr_report.tracking.store import (
     config_matches,
     open_store,
     redact_url,
+    with_added,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,3 +239,27 @@ def test_sigterm_marks_the_run_interrupted_not_running(tmp_path):
     assert proc.returncode != 0
     run = FileRunStore(tmp_path / "runs").get("1")
     assert run.status == "INTERRUPTED", "".join(lines) + rest
+
+
+def test_a_key_added_later_matches_older_runs_only_at_the_value_they_behaved_as():
+    older = {"lr": 0.1, "probe": {"epochs": 50}}  # recorded before probe.optimizer existed
+    added = {"probe.optimizer": "adam"}
+    assert config_matches(older, {"lr": 0.1, "probe": {"epochs": 50, "optimizer": "adam"}}, added)
+    assert not config_matches(older, {"lr": 0.1, "probe": {"epochs": 50, "optimizer": "sgd"}}, added)
+    assert not config_matches(older, {"lr": 0.1, "probe": {"epochs": 50, "optimizer": "adam"}})  # nothing declared
+    newer = {"lr": 0.1, "probe": {"epochs": 50, "optimizer": "sgd"}}  # a recorded value wins over the default
+    assert not config_matches(newer, {"lr": 0.1, "probe": {"epochs": 50, "optimizer": "adam"}}, added)
+
+
+def test_the_probes_added_options_leave_every_stored_run_reusable():
+    from lfr_report.checks import added_keys
+    from lfr_report.running.runner import expected_config, load_experiment
+
+    ex = load_experiment("vicreg")
+    config = expected_config(ex, ["smoke"])
+    older = json.loads(json.dumps(config))
+    for key in ("optimizer", "momentum", "schedule", "whiten"):
+        del older["probe"][key]  # a run recorded before these keys existed
+    assert config_matches(older, config, added_keys(ex))
+    assert with_added(older, added_keys(ex)) == config  # what a report reads of the older run
+    assert not config_matches(older, expected_config(ex, ["smoke"], {"probe.whiten": False}), added_keys(ex))

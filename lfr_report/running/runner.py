@@ -4,11 +4,14 @@ A report names each run it needs as (experiment script, named configs, config
 updates). The full config that command would run with is computed with Sacred
 itself (``create_run`` builds the config without starting anything), and a
 COMPLETED run in the store whose config matches it on every key is reused. Code
-defaults that change therefore make new runs, as they should.
+defaults that change therefore make new runs, as they should. A key added to an
+experiment later (``checks.added_later``) is read, in a run recorded without it, as
+the value that run behaved as: a new option does not make every stored run stale.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from collections.abc import Sequence
@@ -18,13 +21,14 @@ from typing import Any
 from sacred import Experiment
 from sacred.initialize import create_run
 
+from lfr_report.checks import added_keys
 from lfr_report.errors import Busy, ConfigError
 from lfr_report.experiment import same_data
 from lfr_report.registry import EXPERIMENTS
 from lfr_report.resources import experiments_dir
 from lfr_report.tracking import lock
 from lfr_report.tracking.observers import default_observer
-from lfr_report.tracking.store import STALE_AFTER_S, Run, RunStore
+from lfr_report.tracking.store import STALE_AFTER_S, Run, RunStore, with_added
 
 
 def load_experiment(name: str) -> Experiment:
@@ -58,14 +62,15 @@ def find(
     store: RunStore, experiment: str, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
 ) -> Run | None:
     """The newest COMPLETED run of this exact config made on the data files present now
-    (``same_data``), or None; what ``find_or_run`` reuses and the plan of ``--dry-run`` shows.
+    (``same_data``), its config completed with the keys added since it ran, or None; what ``find_or_run`` reuses and the plan of ``--dry-run`` shows.
     Runs passed over for their data, or RUNNING ones that are probably dead, are named in one
     line each."""
     ex = load_experiment(experiment)
     config = expected_config(ex, named_configs, updates)
-    for run in store.find(ex.path, None, config):
+    added = added_keys(ex)
+    for run in store.find(ex.path, None, config, added=added):
         if run.status == "COMPLETED" and same_data(run):
-            return run
+            return dataclasses.replace(run, config=with_added(run.config, added))
         if run.status == "COMPLETED":
             print(f"run {run.id} of {experiment} was made on other data files than those here now: "
                   "not reused", file=sys.stderr)  # fmt: skip
@@ -106,7 +111,7 @@ def find_or_run(
               "running it now", file=sys.stderr)  # fmt: skip
         # Earlier tries of this config that did not complete (stopped, requeued, killed): the new run names
         # them, and resumes from the checkpoint the last of them left.
-        tries = [r.id for r in store.find(ex.path, None, expected_config(ex, named_configs, updates))
+        tries = [r.id for r in store.find(ex.path, None, expected_config(ex, named_configs, updates), added=added_keys(ex))
                  if r.status != "COMPLETED"]  # fmt: skip
         observer = default_observer()
         ex.observers.append(observer)

@@ -122,10 +122,27 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return flat
 
 
-def config_matches(config: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """True when every (dotted) key of ``wanted`` has the same value in ``config``."""
-    have = flatten_config(config)
+def config_matches(
+    config: Mapping[str, Any], wanted: Mapping[str, Any], added: Mapping[str, Any] | None = None
+) -> bool:
+    """True when every (dotted) key of ``wanted`` has the same value in ``config``. A key that
+    ``config`` lacks matches when ``added`` (keys added to the experiment after the run was
+    recorded: ``checks.added_later``) gives it the wanted value."""
+    have = {**flatten_config(added or {}), **flatten_config(config)}
     return all(key in have and have[key] == value for key, value in flatten_config(wanted).items())
+
+
+def with_added(config: Mapping[str, Any], added: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each (dotted) key of ``added`` that it lacks set to its value: a run
+    recorded before those keys existed, as the config it ran with (``checks.added_later``)."""
+    full = json.loads(json.dumps(config))
+    for key, value in added.items():
+        *parents, last = key.split(".")
+        level = full
+        for part in parents:
+            level = level.setdefault(part, {})
+        level.setdefault(last, value)
+    return full
 
 
 class RunStore(ABC):
@@ -157,14 +174,16 @@ class RunStore(ABC):
         status: str | None = None,
         config: Mapping[str, Any] | None = None,
         tags: tuple[str, ...] | list[str] = (),
+        added: Mapping[str, Any] | None = None,
     ) -> list[Run]:
-        """Runs that match, newest first. ``config`` matches by (dotted) key, see ``config_matches``;
-        a run matches ``tags`` when it has all of them. ``lfr runs`` and the reports both query here."""
+        """Runs that match, newest first. ``config`` matches by (dotted) key, see ``config_matches``
+        (and ``added`` there); a run matches ``tags`` when it has all of them. ``lfr runs`` and the
+        reports both query here."""
         found = [
             run
             for run in self.runs(experiment)
             if (status is None or run.status == status)
-            and (config is None or config_matches(run.config, config))
+            and (config is None or config_matches(run.config, config, added))
             and set(tags) <= set(run.tags)
         ]
         return sorted(found, key=lambda run: (run.start_time or "", _numeric(run.id)), reverse=True)
