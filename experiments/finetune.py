@@ -34,6 +34,7 @@ from lfr_report.evaluate import encode
 from lfr_report.evaluate.embed import pca_2d, tsne_2d
 from lfr_report.evaluate.finetune import calibrate_batch_norm, fine_tune, stratified_subset
 from lfr_report.experiment import (
+    added_later,
     boolean,
     checks,
     completed_run,
@@ -84,6 +85,8 @@ def config():
     channels_last = True  # NHWC memory layout: faster convolutions on CPUs and tensor cores
     frozen = False  # True: only the linear head is trained, on the frozen encoder (a linear probe)
     optimizer = "sgd"  # sgd (with momentum and the step schedule) | adam (lr as given, the same schedule)
+    head_layers = 1  # 1: a linear head (the first example) | 3: the second example's three fully connected layers
+    head_hidden = 200  # width of the head's hidden layers when head_layers > 1 (the example does not say; DIM's 200)
     embed_fraction = None  # a fraction whose first seed's fine-tuned test representations are kept (t-SNE), or None
     tsne_points = 2000  # test representations embedded with t-SNE when embed_fraction is set
 
@@ -106,6 +109,7 @@ def pretraining():
     lr = 1e-3  # the example's baseline: Adam 1e-3
     batch_size = 64  # the example's baseline
     weight_decay = 0.0
+    head_layers = 3  # the example's baseline: "three fully-connected layers classification head"
     data = {"train_size": 5000}  # the labelled pool (CPU scale; `full` takes the whole split)
 
 
@@ -145,8 +149,10 @@ checks(ex, {
     "init": one_of(*INITS), "fractions": list_of(interval("(0, 1]")), "seeds": list_of(integer), "epochs": positive_int,
     "batch_size": positive_int, "lr": positive, "min_steps": non_negative, "data.train_size": optional(positive_int),
     "data.test_size": optional(positive_int), "optimizer": one_of("sgd", "adam"),
-    "embed_fraction": optional(interval("(0, 1]")), "tsne_points": positive_int,
+    "embed_fraction": optional(interval("(0, 1]")), "tsne_points": positive_int, "head_layers": positive_int,
+    "head_hidden": positive_int,
 })  # fmt: skip
+added_later(ex, {"head_layers": 1, "head_hidden": 200})  # runs recorded before these keys trained a linear head
 
 
 @ex.config_hook
@@ -162,7 +168,7 @@ def resolve_data(config, command_name, logger):
 
 @ex.main
 def main(_run, _config, _seed, device, encoder_run, init, data, fractions, seeds, epochs, min_steps, batch_size, lr, momentum,
-         weight_decay, channels_last, frozen, optimizer, embed_fraction, tsne_points):  # fmt: skip
+         weight_decay, channels_last, frozen, optimizer, head_layers, head_hidden, embed_fraction, tsne_points):  # fmt: skip
     device = begin_run(_run, _seed, device)
     source = completed_run(encoder_run)
     pretrained, arch = load_encoder(encoder_run)
@@ -188,7 +194,8 @@ def main(_run, _config, _seed, device, encoder_run, init, data, fractions, seeds
                 encoder, train_images[labelled], train.labels[labelled], test_images, test.labels,
                 mean=spec.mean, std=spec.std, epochs=epochs, min_steps=min_steps, batch_size=batch_size, lr=lr,
                 momentum=momentum, weight_decay=weight_decay, seed=seed, device=device, channels_last=channels_last,
-                frozen=frozen, optimizer=optimizer, checkpoint=checkpoint_path("finetune", _config, f"{names.fraction_key(fraction)}-seed{seed}"),
+                frozen=frozen, optimizer=optimizer, head_layers=head_layers, head_hidden=head_hidden,
+                checkpoint=checkpoint_path("finetune", _config, f"{names.fraction_key(fraction)}-seed{seed}"),
             )  # fmt: skip
             _run.log_scalar(names.fraction_accuracy(fraction), result.test_accuracy, i)
             _run.log_scalar(names.fraction_loss(fraction), result.final_loss, i)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from helpers import build_session_store, dotted, full_configs, pdf_text
 
+from lfr_report.evaluate import finetune
 from lfr_report.evaluate.finetune import MILESTONES, fine_tune, stratified_subset
-from lfr_report.models import build_encoder
+from lfr_report.models import build_encoder, classifier_head
 from lfr_report.report import simclr
 from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.store import FileRunStore
@@ -43,15 +44,21 @@ def _bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def test_fine_tuning_learns_a_task_chance_cannot_explain():
+@pytest.mark.parametrize("head_layers", [1, 3])
+def test_fine_tuning_learns_a_task_chance_cannot_explain(head_layers, monkeypatch):
     train_x, train_y = _bars(256, 0)
     test_x, test_y = _bars(256, 1)
     torch.manual_seed(0)
     encoder = build_encoder("convnet", 1, 8, 12, [8, 16], "avg")
+    heads = []
+    monkeypatch.setattr(finetune, "classifier_head", lambda *a: heads.append(classifier_head(*a)) or heads[-1])
     result = fine_tune(encoder, train_x, train_y, test_x, test_y, mean=(0.3,), std=(0.3,), epochs=1, min_steps=60,
-                       batch_size=32, lr=0.05, seed=0, progress=False)  # fmt: skip
+                       batch_size=32, lr=0.05, seed=0, head_layers=head_layers, head_hidden=32, progress=False)  # fmt: skip
     assert result.steps == 60 and result.labelled == 256
     assert result.test_accuracy > 0.9, result
+    linear = [m for m in heads[0].modules() if isinstance(m, torch.nn.Linear)]
+    expected = [(8, 2)] if head_layers == 1 else [(8, 32), (32, 32), (32, 2)]  # the encoder's 8 dimensions in
+    assert [(m.in_features, m.out_features) for m in linear] == expected
 
 
 def test_every_step_takes_a_whole_batch():

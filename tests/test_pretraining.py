@@ -153,7 +153,8 @@ def test_a_random_encoder_gets_its_batch_norm_statistics_from_the_data_and_keeps
 EXAMPLE = {
     "pretrain": {"data.name": "tiny_imagenet", "transfer": "cifar10", "dim_epochs": 20, "dae_epochs": 10,
                  "encoder_dim": 64, "batch_size": 128, "lr": 1e-4, "alpha": 0.5, "beta": 1.0, "gamma": 0.1},
-    "finetune": {"epochs": 20, "lr": 1e-3, "batch_size": 64, "optimizer": "adam", "fractions": [0.05, 1.0]},
+    "finetune": {"epochs": 20, "lr": 1e-3, "batch_size": 64, "optimizer": "adam", "fractions": [0.05, 1.0],
+                 "head_layers": 3},
 }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lfr_report import distributed
 from lfr_report.data.normalise import normalise
 from lfr_report.evaluate.linear_probe import accuracy
+from lfr_report.models.heads import classifier_head
 from lfr_report.ssl.train import _save_atomic, load_checkpoint, set_rng_state, train_loop
 
 MILESTONES = (100 / 180, 150 / 180)  # the example's epochs 100 and 150 of 180, as fractions of training
@@ -90,17 +91,20 @@ def fine_tune(
     channels_last: bool = False,
     frozen: bool = False,
     optimizer: str = "sgd",
+    head_layers: int = 1,
+    head_hidden: int = 200,
     progress: bool = True,
     checkpoint: Path | None = None,
 ) -> FineTuneResult:
-    """Train ``encoder`` (in place) with a new ``nn.Linear(encoder.dim, classes)`` on
-    uint8 ``train_images`` with cross-entropy; score the pair on ``test_images``.
+    """Train ``encoder`` (in place) with a new head (``nn.Linear(encoder.dim, classes)``, or
+    ``head_layers`` fully connected layers of width ``head_hidden``: ``models.classifier_head``)
+    on uint8 ``train_images`` with cross-entropy; score the pair on ``test_images``.
 
     Training runs ``epochs`` passes or ``min_steps`` steps, whichever is more, so a 1%
     label fraction still gets a useful number of updates. Images are normalised with the
     pretraining data set's per-channel ``mean`` and ``std``. ``frozen=True`` trains the
-    head alone on the encoder's fixed output (in eval mode): a linear classifier on a
-    frozen representation. ``optimizer="adam"`` swaps SGD for Adam at ``lr`` (momentum
+    head alone on the encoder's fixed output (in eval mode): a (linear, with one layer)
+    classifier on a frozen representation. ``optimizer="adam"`` swaps SGD for Adam at ``lr`` (momentum
     unused), with the same step schedule.
 
     Every step takes a whole batch (the images left over rotate, as the order is reshuffled
@@ -124,7 +128,7 @@ def fine_tune(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     torch.manual_seed(seed)
-    head = nn.Linear(encoder.dim, classes)
+    head = classifier_head(encoder.dim, classes, head_layers, head_hidden)
     model = nn.Sequential(encoder, head).to(device, memory_format=layout)
     if checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint)

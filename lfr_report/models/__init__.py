@@ -8,7 +8,7 @@ from lfr_report.models.encoders import (
     build_encoder,
     encoder_arch,
 )
-from lfr_report.models.heads import Projector
+from lfr_report.models.heads import Projector, classifier_head
 
 __all__ = [
     "ENCODERS",
@@ -17,5 +17,6 @@ __all__ = [
     "RandomFeatureCNN",
     "ResNet18Encoder",
     "build_encoder",
+    "classifier_head",
     "encoder_arch",
 ]

@@ -1,4 +1,5 @@
-"""Heads that sit on top of an encoder during pretraining and are dropped afterwards."""
+"""Heads on top of an encoder: projection heads for pretraining (dropped afterwards) and the
+classification heads of the downstream evaluations."""
 
 from __future__ import annotations
 
@@ -23,3 +24,14 @@ class Projector(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         return self.net(y)
+
+
+def classifier_head(in_dim: int, classes: int, layers: int = 1, hidden: int = 200) -> nn.Module:
+    """A linear layer (``layers=1``), or ``layers`` fully connected layers of width ``hidden``
+    with a ReLU between each: the second lfr2024 example's three-layer classification head."""
+    if layers == 1:
+        return nn.Linear(in_dim, classes)
+    blocks: list[nn.Module] = []
+    for i in range(layers - 1):
+        blocks += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU(inplace=True)]
+    return nn.Sequential(*blocks, nn.Linear(hidden, classes))
