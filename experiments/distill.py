@@ -7,17 +7,21 @@
     python experiments/distill.py with with_diversity dsm size=500 second_task=fashion_mnist
     python experiments/distill.py with value exact_sm   # the inner loss with Hyvarinen's trace term
     python experiments/distill.py with value wide       # a wider inner learner: 256 hidden units instead of 64
+    python experiments/distill.py with value with_prior # a prior on D: a Gaussian fitted to the real images
+    python experiments/distill.py with value data.name=fashion_mnist  # Fashion-MNIST as the target
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
 
-Per epoch the run logs ``outer_loss``, ``penalty``, ``rho``, ``course_test_accuracy``
+Per epoch the run logs ``outer_loss``, ``penalty`` (and ``diversity``, ``prior_nll`` when on), ``rho``, ``course_test_accuracy``
 (protocol (a): the jointly trained head and features on the real test set; with a
 ``second_task`` one metric per task, ``course_test_accuracy_<task>``), ``recon_error`` (||X - AE(X)||
 on the real test images) and ``recon_error_D`` (on D itself); every ``eval_every`` epochs
 and at the end ``retrained_test_accuracy`` and ``retrained_recon_error`` (protocol (b): w
 refitted from scratch on D alone, a linear probe on the real training set's features);
 after the last epoch ``final_retrained_test_accuracy`` once per refit seed (step = its
-index; ``eval_seeds`` of them), whose mean is the run's protocol-(b) result. ``baselines``
+index; ``eval_seeds`` of them), whose mean is the run's protocol-(b) result, and the
+``ambiguity_*`` checks of the final D (``lfr_report.distill.ambiguity``: the inner loss under
+a turned, a bent and a permuted D; protocol (b), first seed, on the turned and permuted D). ``baselines``
 logs ``random_subset_test_accuracy`` once per random subset drawn.
 Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a). The
 epochs themselves run in ``lfr_report.distill.training``.
@@ -31,10 +35,13 @@ import torch
 
 from lfr_report import names
 from lfr_report.data import get_spec
-from lfr_report.distill import SOLVERS, Distiller, InnerSpec
+from lfr_report.distill import SOLVERS, Distiller, InnerSpec, ambiguity
+from lfr_report.distill.evaluation import retrained_accuracy
+from lfr_report.distill.prior import GaussianPrior
 from lfr_report.distill.training import Schedule, distill, load_task, score_baselines
 from lfr_report.errors import ConfigError
 from lfr_report.experiment import (
+    added_later,
     at_least,
     boolean,
     checks,
@@ -81,6 +88,9 @@ def config():
     rho = 1.0  # penalty weight at the first epoch
     rho_max = 1000.0  # ... grown geometrically to this at the last (penalty and value solvers)
     diversity = 0.0  # lambda of the diversity term -lambda ||D - mean(D)||^2 / |D|
+    prior = 0.0  # weight of the prior term: D's mean negative log-likelihood per pixel under a Gaussian (probabilistic
+    # PCA) fitted to the real training images (lfr_report.distill.prior); 0: no prior
+    prior_components = 50  # principal directions the prior keeps (the rest share one variance)
     inner_steps = 5  # value: Adam steps on w' per outer step; implicit: on w
     inner_lr = 1e-3  # Adam learning rate of those inner steps
     cg_iterations = 10  # implicit: conjugate-gradient iterations for H^-1 grad_w L_out
@@ -161,6 +171,11 @@ def with_diversity():
 
 
 @ex.named_config
+def with_prior():
+    prior = 0.1  # the project text's "pre-train a prior log p_psi(x) ... and add to loss", against unnatural-looking D
+
+
+@ex.named_config
 def dsm():
     noise = 0.3  # denoising score matching: a proper scoring rule (a tied denoising autoencoder)
 
@@ -187,14 +202,16 @@ checks(ex, {
     "snapshots": positive_int, "inner_steps": positive_int, "cg_iterations": positive_int, "lr": positive,
     "sigma2": positive, "inner_lr": positive, "retrain_lr": positive, "rho": positive, "rho_max": positive,
     "init_high": positive, "weight_decay": non_negative, "noise": non_negative, "diversity": non_negative,
-    "damping": non_negative, "lr_decay": one_of("constant", "cosine"),
+    "damping": non_negative, "lr_decay": one_of("constant", "cosine"), "prior": non_negative,
+    "prior_components": positive_int,
 }, extra=_one_loss_and_known_tasks)  # fmt: skip
+added_later(ex, {"prior": 0.0, "prior_components": 50})  # runs recorded before the prior existed had none
 
 
 @ex.main
 def main(_run, _seed, data, second_task, solver, size, init_high, hidden, sigma2, weight_decay, noise, trace, epochs,
-         batch_size, lr, lr_decay, rho, rho_max, diversity, inner_steps, inner_lr, cg_iterations, damping, eval_every,
-         retrain_steps, retrain_lr, eval_seeds, snapshots):  # fmt: skip
+         batch_size, lr, lr_decay, rho, rho_max, diversity, prior, prior_components, inner_steps, inner_lr, cg_iterations,
+         damping, eval_every, retrain_steps, retrain_lr, eval_seeds, snapshots):  # fmt: skip
     begin_run(_run, _seed, "cpu")  # small dense problems: the CPU is the right device
     tasks = [data["name"]] + ([second_task] if second_task else [])
     real = [load_task(name, data["train_size"], data["test_size"], _seed) for name in tasks]
@@ -214,11 +231,17 @@ def main(_run, _seed, data, second_task, solver, size, init_high, hidden, sigma2
               f"recorded in {run_location(_run)}")  # fmt: skip
         return results
 
+    fitted = GaussianPrior.fit(torch.cat([t.train_x for t in real]), prior_components) if prior > 0 else None
     distiller = Distiller(solver, spec, real, size, lr=lr, init_high=init_high, diversity_weight=diversity, rho=rho,
                           inner_steps=inner_steps, inner_lr=inner_lr, cg_iterations=cg_iterations, damping=damping,
-                          seed=_seed)  # fmt: skip
+                          prior=fitted, prior_weight=prior, seed=_seed)  # fmt: skip
     history, protocol_b = distill(distiller, real, schedule, _seed, _run.log_scalar, desc=f"distill ({solver})")
     w = distiller.w
+    # The text's ambiguity (w_base D = w_base Q Q^-1 D), measured on the final D: see lfr_report.distill.ambiguity.
+    measured = ambiguity.check(spec, distiller.D, w, real[0], lambda x, seed: retrained_accuracy(
+        spec, x, real[0], retrain_steps, retrain_lr, seed)[0], _seed)  # fmt: skip
+    for name, value in measured.items():
+        _run.log_scalar(name, value)
     add_npz_artifact(_run, names.DISTILLED, D=distiller.D.detach(), snapshots=torch.stack(list(history.values())),
                      snapshot_epochs=np.array(list(history)), W=w.W.detach(), b=w.b.detach(), a=w.a.detach())  # fmt: skip
     course = distiller.course_accuracy()

@@ -78,6 +78,7 @@ FINAL_RETRAINED_TEST_ACCURACY = "final_retrained_test_accuracy"  # protocol (b) 
 RECON_ERROR = "recon_error"  # ||X - AE(X)|| on real test images, per epoch
 RECON_ERROR_D = "recon_error_D"  # the same on D
 PENALTY = "penalty"
+PRIOR_NLL = "prior_nll"  # D's mean negative log-likelihood per pixel under the prior (nats), when the prior is on
 RANDOM_SUBSET_TEST_ACCURACY = "random_subset_test_accuracy"  # baselines, per draw
 RANDOM_SUBSET_RECON_ERROR = "random_subset_recon_error"
 ALL_REAL_TEST_ACCURACY = "all_real_test_accuracy"

@@ -61,7 +61,8 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     pages, text = pdf_text(out)
     assert 2 <= pages <= 12
     for heading in ("What was done beyond the baseline code", "The three solvers", "Visualisations", "Sizes of D",
-                    "Options: diversity, proper inner losses", "Problems and surprises"):  # fmt: skip
+                    "Options: diversity, a prior, proper inner losses", "The ambiguity between w and D",
+                    "Problems and surprises"):  # fmt: skip
         assert heading in text
     runs = distillation.REPORT.gather(store, "smoke")
     for solver in ("penalty", "value", "implicit"):
@@ -86,6 +87,15 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
              if store.metrics(runs[s].id)["course_test_accuracy"].last > ceiling]  # fmt: skip
     # the network trained on the labels alone is called a ceiling only when no solver's protocol (a) is above it
     assert ("is not a ceiling here" in text) == bool(above) and ("protocol (a) stays under it" in text) != bool(above)
+    prior = runs["prior"]  # the prior's row, and its term going down over the epochs
+    nll = store.metrics(prior.id)["prior_nll"]
+    assert prior.config["prior"] > 0 and "a prior on D (Gaussian fitted to the real images)" in text
+    assert f"from {nll.values[0]:.2f} to {nll.last:.2f} nats per pixel" in text
+    # the ambiguity, measured on every final D: the inner loss keeps its value under an orthogonal Q and a reordering
+    value = store.metrics(runs["value"].id)
+    assert value["ambiguity_inner_orthogonal"].last < 1e-4 and value["ambiguity_inner_permuted"].last < 1e-4
+    assert value["ambiguity_inner_invertible"].last > 1e-3 and value["ambiguity_hidden_invertible"].last < 1e-3
+    assert f"{value['ambiguity_inner_invertible'].last:.1e}" in text
     assert "notes/distillation/problems.md" in text  # where the user's own account goes
     assert len({run.id for run in runs.values()}) == len(store.find("distill", "COMPLETED"))  # no run wasted
 

@@ -22,7 +22,8 @@ form). Each solver's ``step`` takes one real batch per task and updates D, w and
   analytic inner gradient).
 
 Each may add the assignment's diversity term -lambda ||D - mean(D)||^2 (here divided by
-|D|, so lambda does not scale with the size of D). Divergence (a NaN or inf in D, w or a
+|D|, so lambda does not scale with the size of D), and a pretrained prior's negative
+log-likelihood of D, weight * mean_n -log p_psi(d_n) / d (``lfr_report.distill.prior``). Divergence (a NaN or inf in D, w or a
 loss term) raises ``Diverged`` naming the term.
 """
 
@@ -36,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lfr_report import names
 from lfr_report.distill.inner import AEParams, features, grad_norm2, init_params, inner_grad, inner_loss
+from lfr_report.distill.prior import GaussianPrior
 from lfr_report.errors import Diverged, LfrError
 
 SOLVERS = ("penalty", "value", "implicit")
@@ -176,7 +179,7 @@ class Distiller:
     def __init__(self, solver: str, spec: InnerSpec, tasks: Sequence[Task], size: int, *, lr: float = 1e-4,
                  init_high: float = 1 / 16, diversity_weight: float = 0.0, rho: float = 1.0,
                  inner_steps: int = 5, inner_lr: float = 1e-3, cg_iterations: int = 10, damping: float = 1e-2,
-                 seed: int = 0) -> None:  # fmt: skip
+                 prior: GaussianPrior | None = None, prior_weight: float = 0.0, seed: int = 0) -> None:  # fmt: skip
         if solver not in SOLVERS:
             raise LfrError(f"unknown solver {solver!r}; use one of {', '.join(SOLVERS)}")
         self.solver, self.spec, self.tasks = solver, spec, list(tasks)
@@ -187,6 +190,7 @@ class Distiller:
         torch.manual_seed(seed)
         self.heads = nn.ModuleList(nn.Linear(spec.hidden, task.classes) for task in tasks)
         self.diversity_weight, self.rho = diversity_weight, rho
+        self.prior, self.prior_weight = prior, prior_weight
         self.inner_steps, self.inner_lr = inner_steps, inner_lr
         self.cg_iterations, self.damping = cg_iterations, damping
         trained = [self.D, *self.heads.parameters()] + ([] if solver == "implicit" else list(self.w))
@@ -234,6 +238,10 @@ class Distiller:
             spread = diversity(self.D)
             loss = loss - self.diversity_weight * spread
             terms["diversity"] = spread
+        if self.prior is not None and self.prior_weight > 0:
+            nll = self.prior.nll_per_pixel(self.D)
+            loss = loss + self.prior_weight * nll
+            terms[names.PRIOR_NLL] = nll
         self.optimizer.zero_grad(set_to_none=True)
         if self.solver == "implicit":
             grads = torch.autograd.grad(loss, [*self.w, self.D, *self.heads.parameters()], allow_unused=True)
