@@ -28,7 +28,7 @@ TEST_PACKAGES := slurmctld slurmd slurm-client munge dataset-fashion-mnist
 CONTAINER_PACKAGES := podman runc debootstrap docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data report test test-rehearsal test-cluster test-slow test-stack test-container bench gpu-check lint lint-docker docs docs-serve format clean-reports \
+.PHONY: help setup system-deps data report test test-rehearsal test-cluster test-slow test-stack test-container bench gpu-check lint lint-docker docs docs-tables docs-serve format clean-reports \
 	stack-up stack-down omniboard omniboard-local
 
 help: ## list the targets
@@ -90,6 +90,9 @@ lint-docker: setup ## hadolint on the Dockerfiles, `docker-compose config -q` on
 docs: setup ## the manual (docs/, MkDocs Material) built into site/; --strict: a broken link or anchor fails
 	NO_MKDOCS_2_WARNING=1 $(BIN)mkdocs build --strict --quiet
 	@echo "manual written: site/index.html"
+
+docs-tables: setup ## rewrite each report page's run table (docs/reports/NAME.md) from the report's declaration
+	$(BIN)python scripts/docs-tables.py
 
 docs-serve: setup ## the manual at http://127.0.0.1:8000, rebuilt as you edit docs/
 	NO_MKDOCS_2_WARNING=1 $(BIN)mkdocs serve

@@ -20,13 +20,15 @@ from sacred import Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.observers import FileStorageObserver
 
-from lfr_report.registry import EXPERIMENTS
+from lfr_report.registry import EXPERIMENTS, REPORTS, report
+from lfr_report.report.run_table import BEGIN, END, page_of, updated
 from lfr_report.running.runner import expected_config, load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "experiments").glob("*.py"))]
 SCRIPT = re.compile(r"(?<![\w/.-])(experiments/)?([a-z_]+)\.py\b([^`|]*)")
 SAMPLES = {"<best solver>": "value", "<VICReg run>": "1", "<run>": "1", "<run id>": "1", "<id>": "1"}
+RUN_OF = re.compile(r"<\w+ run>")  # the run tables' placeholder for the id of the run a report declared as KEY
 PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.|\$|…|\bNAME\b|\bID\b")
 # Sacred's command-line words that are not config: commands and observer options (with their argument)
 COMMANDS = {"print_config", "print_named_configs", "print_dependencies", "save_config", "help", "main"}
@@ -69,6 +71,7 @@ def documented_commands() -> tuple[list[tuple[str, str, str]], int]:
                     continue
                 for placeholder, sample in SAMPLES.items():
                     words = words.replace(placeholder, sample)
+                words = RUN_OF.sub("1", words)
                 if PLACEHOLDER.search(words):
                     placeholders += 1
                     continue
@@ -136,3 +139,19 @@ def test_an_unknown_key_in_a_shown_command_fails_the_check():
 def test_each_command_the_docs_show_passes_the_config_checks(where, experiment, words):
     named, updates = parse(words)
     expected_config(load_experiment(experiment), named, updates)  # raises on an unknown key or a bad value
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_each_report_pages_run_table_is_the_reports_declaration(name):
+    page = page_of(report(name), REPO / "docs")
+    text = page.read_text()
+    assert text == updated(text, report(name)), f"{page.name}'s run table is stale: run `make docs-tables`"
+    table = text.split(BEGIN)[1].split(END)[0]
+    assert table.count("experiments/") == len(report(name).needs("default"))  # one row per declared run
+
+
+def test_a_run_table_that_lost_a_run_fails_the_check():
+    declared = report("vicreg")
+    page = page_of(declared, REPO / "docs").read_text()
+    stale = page.replace(next(line for line in page.splitlines() if "no_variance" in line) + "\n", "")
+    assert stale != page and updated(stale, declared) != stale

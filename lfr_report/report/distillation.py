@@ -86,7 +86,7 @@ def _best_solver(store: RunStore, *solver_runs: Run) -> str:
     return max(zip(SOLVERS, solver_runs, strict=True), key=lambda sr: protocol_b(store.metrics(sr[1].id))[0])[0]
 
 
-BEST = After(tuple(SOLVERS), _best_solver)
+BEST = After(tuple(SOLVERS), _best_solver, shown="<best solver>")
 
 
 def needs(scale: str) -> list[Need]:
@@ -95,8 +95,16 @@ def needs(scale: str) -> list[Need]:
     table = {"eval_every": 0}  # runs without a curve in the report: protocol (b) at the epoch table's marks only
 
     def best(text: str):
-        """A role naming the best solver, which the run itself records."""
-        return lambda key: lambda runs: text.format(SOLVER_NAMES[runs[key].config["solver"]])
+        """A role naming the best solver, which the run itself records (``<best solver>`` in the manual)."""
+
+        def role_of(key: str):
+            def role(runs: Runs) -> str:
+                return text.format(SOLVER_NAMES[runs[key].config["solver"]])
+
+            role.shown = text.format(str(BEST))  # type: ignore[attr-defined]
+            return role
+
+        return role_of
 
     listed = [Need(s, "distill", [scale, s], main, role=f"{SOLVER_NAMES[s]}, |D| = {MAIN_SIZE}") for s in SOLVERS]
     listed += [Need(f"baselines_{n}", "distill", [scale, "baselines"], {"size": n}, role=f"baselines, |D| = {n}")

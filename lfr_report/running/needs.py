@@ -14,11 +14,13 @@ Report modules import these through ``lfr_report.report.spec``; the launcher pla
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Protocol
 
-from lfr_report.running.runner import find_or_run
+from lfr_report.running.runner import command, find_or_run
 from lfr_report.tracking.store import Run, RunStore, run_key
 
 Runs = dict[str, Run]  # the runs a report found, by the key of their Need
@@ -28,18 +30,23 @@ REHEARSAL = "rehearsal"  # every experiment's named config that keeps a scale's 
 
 @dataclass(frozen=True)
 class After:
-    """A value known once the runs ``keys`` exist: ``compute(store, *those runs)``."""
+    """A value known once the runs ``keys`` exist: ``compute(store, *those runs)``; ``shown``
+    is how the manual writes it in a command (``<best solver>``, ``<vicreg run>``)."""
 
     keys: tuple[str, ...]
     compute: Callable[..., Any]
+    shown: str = ""
 
     def resolve(self, store: RunStore, runs: Runs) -> Any:
         return self.compute(store, *(runs[key] for key in self.keys))
 
+    def __str__(self) -> str:
+        return self.shown or f"<from {', '.join(self.keys)}>"
+
 
 def run_id(key: str) -> After:
     """The id of the run declared as ``key``, typed as Sacred writes ids (so it matches command-line runs)."""
-    return After((key,), lambda store, run: run_key(run.id))
+    return After((key,), lambda store, run: run_key(run.id), shown=f"<{key} run>")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,16 @@ class Need:
 
     def describe(self, runs: Runs) -> str:
         return self.role(runs) if callable(self.role) else self.role.format(**runs)
+
+    def shown(self) -> tuple[str, str]:
+        """The command and the role as the manual shows them, before any run exists: each
+        ``After`` as its placeholder, ``{vicreg.id}`` as ``<vicreg run>``, a role computed
+        from the runs as its ``shown`` attribute."""
+        shown = command(self.experiment, self.named, dict(self.updates))
+        if callable(self.role):
+            return shown, getattr(self.role, "shown", "")
+        placeholders = {key: SimpleNamespace(id=f"<{key} run>") for key in re.findall(r"{(\w+)\.", self.role)}
+        return shown, self.role.format(**placeholders)
 
 
 class Declared(Protocol):
