@@ -90,7 +90,7 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     prior = runs["prior"]  # the prior's row, and its term going down over the epochs
     nll = store.metrics(prior.id)["prior_nll"]
     assert prior.config["prior"] > 0 and "a prior on D (Gaussian fitted to the real images)" in text
-    assert f"from {nll.values[0]:.2f} to {nll.last:.2f} nats per pixel" in text
+    assert f"from {nll.values[0]:.2f} (epoch 1) to {nll.last:.2f} nats per pixel" in text
     # the ambiguity, measured on every final D: the inner loss keeps its value under an orthogonal Q and a reordering
     value = store.metrics(runs["value"].id)
     assert value["ambiguity_inner_orthogonal"].last < 1e-4 and value["ambiguity_inner_permuted"].last < 1e-4

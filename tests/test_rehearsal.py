@@ -95,7 +95,7 @@ def test_report_builds_from_full_rehearsal_runs(name, isolated):
 # Figures and tables of each report: the same as at smoke and default scale (none dropped at full).
 EXPECTED_ITEMS = {
     "vicreg": (12, 6),
-    "distillation": (6, 6),
+    "distillation": (7, 7),  # ... the prior run's D; the ambiguity check
     "simclr": (4, 2),  # the augmented views, the framework, the pretraining curves, the fractions
     "autoencoder": (5, 2),
     "pretraining": (3, 2),

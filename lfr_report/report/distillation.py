@@ -282,6 +282,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         "diversity_weight": diversity_run.config["diversity"], "dsm_noise": options["dsm"].config["noise"],
         "multitask": "multitask" in options, "targets": targets, "ambiguity_rows": ambiguity_rows,
         "ambiguity_table": ambiguity_table, "prior": prior,
+        "prior_figure": _final_d(store, prior_run, doc, "With the prior: D after the last epoch", 40) if prior else None,
     }  # fmt: skip
 
 
@@ -349,18 +350,24 @@ def _figures(store: RunStore, solvers: dict[str, Run], best: str, doc: Document)
                                  f"{SOLVER_NAMES[solver]}: {shown} images of D over the epochs (rows), the first "
                                  "of the final D's canonical order, each stretched to its own grey range.", run, width=60))  # fmt: skip
     saved = read_npz(store, best_run.id, names.DISTILLED)
-    final = _to_images(saved["D"][canonical_order(saved["D"])])
-    columns = 20
-    rows = [list(final[i : i + columns]) for i in range(0, min(len(final), 100), columns)]
-    final_figure = doc.figure(figures.to_data_uri(figures.image_grid(rows, cell_in=0.32), "png"),
-                              f"{SOLVER_NAMES[best]}: the distilled set D after the last epoch "
-                              f"({len(final)} images in canonical order, each stretched to its own grey range).", best_run)  # fmt: skip
+    final_figure = _final_d(store, best_run, doc, f"{SOLVER_NAMES[best]}: the distilled set D after the last epoch")
     filters = _to_images(saved["W"].T)
     rows = [list(filters[i : i + 16]) for i in range(0, len(filters), 16)]
     filter_figure = doc.figure(figures.to_data_uri(figures.image_grid(rows, cell_in=0.32), "png"),
                                f"{SOLVER_NAMES[best]}: the {len(filters)} columns of W (the feature extractor's "
                                "filters) as 28×28 images, each stretched to its own range.", best_run)  # fmt: skip
     return {"strips": strips, "final": final_figure, "filters": filter_figure, "curves": curves}
+
+
+def _final_d(store: RunStore, run: Run, doc: Document, title: str, shown: int = 100) -> Any:
+    """A run's final D as a grid, in canonical order (``distill.ambiguity.canonical_order``)."""
+    D = read_npz(store, run.id, names.DISTILLED)["D"]
+    final = _to_images(D[canonical_order(D)])[:shown]
+    columns = 20
+    rows = [list(final[i : i + columns]) for i in range(0, len(final), columns)]
+    return doc.figure(figures.to_data_uri(figures.image_grid(rows, cell_in=0.32), "png"),
+                      f"{title} (the first {len(final)} of its {len(D)} images in canonical order, each stretched to "
+                      "its own grey range).", run)  # fmt: skip
 
 
 def _curves(store: RunStore, solvers: dict[str, Run]):
