@@ -8,6 +8,7 @@
     python experiments/distill.py with value exact_sm   # the inner loss with Hyvarinen's trace term
     python experiments/distill.py with value wide       # a wider inner learner: 256 hidden units instead of 64
     python experiments/distill.py with value with_prior # a prior on D: a Gaussian fitted to the real images
+    python experiments/distill.py with value two_layers # two stacked tied autoencoders, meta-learned together
     python experiments/distill.py with value data.name=fashion_mnist  # Fashion-MNIST as the target
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
@@ -23,7 +24,8 @@ index; ``eval_seeds`` of them), whose mean is the run's protocol-(b) result, and
 ``ambiguity_*`` checks of the final D (``lfr_report.distill.ambiguity``: the inner loss under
 a turned, a bent and a permuted D; protocol (b), first seed, on the turned and permuted D). ``baselines``
 logs ``random_subset_test_accuracy`` once per random subset drawn.
-Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a). The
+Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a; with
+several layers also W_2, b_2, a_2, ...). The
 epochs themselves run in ``lfr_report.distill.training``.
 A NaN or inf stops the run with the epoch and the term that diverged, marked FAILED.
 """
@@ -76,6 +78,8 @@ def config():
     size = 100  # |D|: distilled images (the assignment suggests 10, 50, 100, 500; the course used 300)
     init_high = 1 / 16  # D starts uniform in [0, init_high] (the course's)
     hidden = 64  # K, hidden units of the tied autoencoder (the course's)
+    layers = 1  # 1: the course's one-layer feature extractor | 2+: tied autoencoders stacked (K units each), layer l
+    # fitted on layer l-1's features of D (layer-wise inner problems), all meta-learned together; penalty and value only
     sigma2 = 1.0  # sigma^2 of the Gaussian visible units (the course's)
     weight_decay = 1e-4  # on W in the inner loss (the course's)
     noise = 0.0  # DSM corruption std; 0 is the course's (improper) score matching, e.g. 0.3 makes it proper
@@ -166,6 +170,11 @@ def wide():
 
 
 @ex.named_config
+def two_layers():
+    layers = 2  # the project text's "apply the approach layer-wise / meta-learn multiple layers at once"
+
+
+@ex.named_config
 def with_diversity():
     diversity = 0.1  # the assignment's diversity term, against D collapsing onto a few images
 
@@ -187,6 +196,8 @@ def exact_sm():
 
 
 def _one_loss_and_known_tasks(config):
+    if config["layers"] > 1 and config["solver"] == "implicit":
+        raise ConfigError("layers > 1 works with the penalty and value solvers (or baselines), not implicit")
     if config["trace"] and config["noise"] > 0:
         raise ConfigError("trace (exact score matching) and noise > 0 (denoising) are two proper losses; choose one")
     if config["second_task"] is not None:
@@ -203,19 +214,19 @@ checks(ex, {
     "sigma2": positive, "inner_lr": positive, "retrain_lr": positive, "rho": positive, "rho_max": positive,
     "init_high": positive, "weight_decay": non_negative, "noise": non_negative, "diversity": non_negative,
     "damping": non_negative, "lr_decay": one_of("constant", "cosine"), "prior": non_negative,
-    "prior_components": positive_int,
+    "prior_components": positive_int, "layers": positive_int,
 }, extra=_one_loss_and_known_tasks)  # fmt: skip
-added_later(ex, {"prior": 0.0, "prior_components": 50})  # runs recorded before the prior existed had none
+added_later(ex, {"prior": 0.0, "prior_components": 50, "layers": 1})  # runs recorded before these had neither
 
 
 @ex.main
-def main(_run, _seed, data, second_task, solver, size, init_high, hidden, sigma2, weight_decay, noise, trace, epochs,
+def main(_run, _seed, data, second_task, solver, size, init_high, hidden, layers, sigma2, weight_decay, noise, trace, epochs,
          batch_size, lr, lr_decay, rho, rho_max, diversity, prior, prior_components, inner_steps, inner_lr, cg_iterations,
          damping, eval_every, retrain_steps, retrain_lr, eval_seeds, snapshots):  # fmt: skip
     begin_run(_run, _seed, "cpu")  # small dense problems: the CPU is the right device
     tasks = [data["name"]] + ([second_task] if second_task else [])
     real = [load_task(name, data["train_size"], data["test_size"], _seed) for name in tasks]
-    spec = InnerSpec(hidden, sigma2, weight_decay, noise, trace)
+    spec = InnerSpec(hidden, sigma2, weight_decay, noise, trace, layers)
     schedule = Schedule(epochs, batch_size, lr, lr_decay, rho, rho_max, eval_every, retrain_steps, retrain_lr,
                         eval_seeds, snapshots)  # fmt: skip
     record_data(_run, get_spec(tasks[0]), train_images=[len(t.train_x) for t in real],
@@ -242,8 +253,12 @@ def main(_run, _seed, data, second_task, solver, size, init_high, hidden, sigma2
         spec, x, real[0], retrain_steps, retrain_lr, seed)[0], _seed)  # fmt: skip
     for name, value in measured.items():
         _run.log_scalar(name, value)
+    upper = {
+        f"{n}_{i}": t.detach() for i, layer in enumerate(distiller.upper, 2) for n, t in zip("Wba", layer, strict=True)
+    }
     add_npz_artifact(_run, names.DISTILLED, D=distiller.D.detach(), snapshots=torch.stack(list(history.values())),
-                     snapshot_epochs=np.array(list(history)), W=w.W.detach(), b=w.b.detach(), a=w.a.detach())  # fmt: skip
+                     snapshot_epochs=np.array(list(history)), W=w.W.detach(), b=w.b.detach(), a=w.a.detach(),
+                     **upper)  # fmt: skip
     course = distiller.course_accuracy()
     print(f"distill run {_run._id} ({solver}, |D| = {size}, {', '.join(tasks)}): protocol (a) "
           f"{', '.join(f'{a:.2%}' for a in course)}, protocol (b) {', '.join(f'{a:.2%}' for a in protocol_b.values())} "

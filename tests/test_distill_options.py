@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lfr_report.distill import ambiguity
-from lfr_report.distill.inner import init_params
+from lfr_report.distill.evaluation import retrained_accuracy
+from lfr_report.distill.inner import grad_norm2, init_params
 from lfr_report.distill.prior import GaussianPrior
 from lfr_report.distill.solvers import Distiller, InnerSpec, Task
 
@@ -79,3 +80,32 @@ def test_the_canonical_order_does_not_depend_on_the_stored_order(seed):
     shuffled = np.random.default_rng(seed + 1).permutation(30)
     assert np.array_equal(D[ambiguity.canonical_order(D)], D[shuffled][ambiguity.canonical_order(D[shuffled])])
     assert not np.array_equal(ambiguity.canonical_order(D), np.arange(30))  # it does reorder
+
+
+def _toy_task(n: int = 300) -> Task:
+    real = _images(n)
+    labels = (real[:, 0] > real[:, 0].median()).long()
+    return Task("toy", real, labels, real[: n // 5], labels[: n // 5])
+
+
+@pytest.mark.parametrize("solver", ["penalty", "value"])
+def test_two_layers_are_meta_learned_together_and_their_inner_terms_count(solver):
+    task = _toy_task()
+    spec = InnerSpec(hidden=6, layers=2)
+    distiller = Distiller(solver, spec, [task], 10, lr=1e-2, seed=0)
+    assert len(distiller.upper) == 1 and distiller.upper[0].W.shape == (6, 6)
+    if solver == "penalty":  # the second layer's inner gradient, on the first layer's features of D, is penalised too
+        with torch.no_grad():
+            first = float(grad_norm2(spec.grad(distiller.w, distiller.D)))
+        assert float(distiller.step([(task.train_x[:10], task.train_y[:10])])["penalty"]) > first
+    top = distiller.upper[0].W.detach().clone()
+    losses = []
+    for _epoch in range(15):
+        for i in range(0, 300, 30):
+            losses.append(float(distiller.step([(task.train_x[i : i + 30], task.train_y[i : i + 30])])["outer_loss"]))
+    assert sum(losses[-10:]) < sum(losses[:10])  # the outer loss falls
+    assert not torch.equal(top, distiller.upper[0].W)  # the second layer trains with the first
+    accuracy, _, _ = retrained_accuracy(
+        spec, distiller.D, task, steps=100, seed=0
+    )  # protocol (b), both layers refitted
+    assert accuracy > 0.6  # chance is 1/2

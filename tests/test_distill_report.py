@@ -81,6 +81,11 @@ def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, iso
     wide, wide_base = runs["wide"], runs["baselines_wide"]  # the wider learner, against its own baselines
     assert wide.config["hidden"] == wide_base.config["hidden"] == 256 and wide_base.config["solver"] == "baselines"
     assert "The targets, and whether they hold" in text and "a wider inner learner (256 hidden units)" in text
+    layered, layered_base = runs["two_layers"], runs["baselines_two_layers"]  # two layers, against two refitted
+    assert layered.config["layers"] == layered_base.config["layers"] == 2 and layered.config["solver"] != "implicit"
+    assert "W_2" in read_npz(store, layered.id, "distilled.npz") and "two stacked layers" in text
+    mean, std = store.metrics(layered_base.id)["random_subset_test_accuracy"].mean_std()
+    assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in text
     ceiling = store.metrics(runs["baselines_100"].id)["supervised_test_accuracy"].last
     assert f"reaches {100 * ceiling:.1f}% (run {runs['baselines_100'].id})" in text  # target (a) with its run
     above = [s for s in ("penalty", "value", "implicit")

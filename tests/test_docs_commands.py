@@ -27,7 +27,14 @@ from lfr_report.running.runner import expected_config, load_experiment
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "experiments").glob("*.py"))]
 SCRIPT = re.compile(r"(?<![\w/.-])(experiments/)?([a-z_]+)\.py\b([^`|]*)")
-SAMPLES = {"<best solver>": "value", "<VICReg run>": "1", "<run>": "1", "<run id>": "1", "<id>": "1"}
+SAMPLES = {
+    "<best solver>": "value",
+    "<best of penalty and value>": "value",
+    "<VICReg run>": "1",
+    "<run>": "1",
+    "<run id>": "1",
+    "<id>": "1",
+}
 RUN_OF = re.compile(r"<\w+ run>")  # the run tables' placeholder for the id of the run a report declared as KEY
 PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.|\$|…|\bNAME\b|\bID\b")
 # Sacred's command-line words that are not config: commands and observer options (with their argument)

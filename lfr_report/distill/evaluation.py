@@ -13,24 +13,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lfr_report.distill.inner import AEParams, features, init_params, reconstruction_error
+from lfr_report.distill.inner import AEParams, init_params, reconstruction_error, stacked_features
 from lfr_report.distill.solvers import InnerSpec, Task, fit_inner
 from lfr_report.evaluate import linear_probe
 
 
-def probe_accuracy(w: AEParams, task: Task, seed: int = 0) -> float:
-    """Real test accuracy of a linear probe on the frozen features of ``w``."""
+def probe_accuracy(w: AEParams | list[AEParams], task: Task, seed: int = 0) -> float:
+    """Real test accuracy of a linear probe on the frozen (top layer's) features of ``w``."""
     with torch.no_grad():
-        train, test = features(w, task.train_x), features(w, task.test_x)
+        train, test = stacked_features(w, task.train_x), stacked_features(w, task.test_x)
     return linear_probe(train, task.train_y, test, task.test_y, seed=seed).test_accuracy
 
 
 def retrained_accuracy(spec: InnerSpec, D: Tensor, task: Task, steps: int, lr: float = 1e-3,
                        seed: int = 0) -> tuple[float, float, AEParams]:  # fmt: skip
     """Protocol (b): w fitted from scratch on ``D`` alone; its probe accuracy and
-    reconstruction error on the real test set, and w itself."""
+    reconstruction error on the real test set, and w itself. With several layers each is
+    fitted on the features of the fitted layers below (the error is the first layer's)."""
     w = fit_inner(spec, D.detach(), steps, lr, seed=seed)
-    return probe_accuracy(w, task, seed), float(reconstruction_error(w, task.test_x, spec.sigma2)), w
+    if spec.layers == 1:
+        return probe_accuracy(w, task, seed), float(reconstruction_error(w, task.test_x, spec.sigma2)), w
+    stack = [w]
+    for _ in range(spec.layers - 1):
+        with torch.no_grad():
+            below = stacked_features(stack, D.detach())
+        stack.append(fit_inner(spec, below, steps, lr, seed=seed))
+    return probe_accuracy(stack, task, seed), float(reconstruction_error(w, task.test_x, spec.sigma2)), w
 
 
 def supervised_accuracy(spec: InnerSpec, task: Task, epochs: int, batch_size: int, lr: float, seed: int = 0) -> float:
@@ -57,9 +65,15 @@ def supervised_accuracy(spec: InnerSpec, task: Task, epochs: int, batch_size: in
         return float((head(torch.sigmoid(task.test_x @ W + b)).argmax(1) == task.test_y).float().mean())
 
 
-def random_features(spec: InnerSpec, d: int, seed: int = 0) -> AEParams:
-    """Untrained features: W with standard deviation 1/sqrt(d), so W^T x is of order one."""
-    return init_params(d, spec.hidden, torch.Generator().manual_seed(seed), scale=d**-0.5)
+def random_features(spec: InnerSpec, d: int, seed: int = 0) -> AEParams | list[AEParams]:
+    """Untrained features: W with standard deviation 1/sqrt(d), so W^T x is of order one
+    (with several layers, a stack of such layers)."""
+    generator = torch.Generator().manual_seed(seed)
+    first = init_params(d, spec.hidden, generator, scale=d**-0.5)
+    if spec.layers == 1:
+        return first
+    return [first, *(init_params(spec.hidden, spec.hidden, generator, scale=spec.hidden**-0.5)
+                     for _ in range(spec.layers - 1))]  # fmt: skip
 
 
 def random_subset(x: Tensor, size: int, seed: int = 0) -> Tensor:

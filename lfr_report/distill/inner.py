@@ -20,6 +20,10 @@ Model (x in R^d, K hidden units, W = (w_1 .. w_K) in R^{d x K}, b in R^K, a in R
   the same loss plus the trace term 1/N sum_n tr(grad_x psi(x_n)), which for this model is
   -d / sigma^2 + 1/N sum_n sum_k ||w_k||^2 s'(w_k^T x_n + b_k).
 
+**Several layers** (``InnerSpec.layers``): tied autoencoders stacked, layer l fitted by the same
+loss on the features of layer l - 1 (layer-wise inner problems), the top layer's features
+read by the head (``stacked_features``).
+
 All are ``inner_loss(params, x, x_in, trace=...)`` with the hidden units computed at ``x_in``
 (``x_in = x`` for plain and exact score matching). ``inner_grad`` is its gradient in (W, b, a)
 written out as the assignment's hints derive it, vectorised over the batch; the quadratic
@@ -52,6 +56,14 @@ def init_params(d: int, hidden: int, generator: torch.Generator | None = None, s
 def features(params: AEParams, x: Tensor) -> Tensor:
     """Hidden activations s(W^T x + b) of a batch ``x`` (N, d): (N, K)."""
     return torch.sigmoid(x @ params.W + params.b)
+
+
+def stacked_features(layers: AEParams | list[AEParams], x: Tensor) -> Tensor:
+    """The top layer's features of a stack of tied autoencoders, each fed the features of the
+    one below (one layer: ``features``)."""
+    for params in [layers] if isinstance(layers, AEParams) else layers:
+        x = features(params, x)
+    return x
 
 
 def reconstruct(params: AEParams, x: Tensor, sigma2: float = 1.0) -> Tensor:

@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lfr_report import names
-from lfr_report.distill.inner import AEParams, features, grad_norm2, init_params, inner_grad, inner_loss
+from lfr_report.distill.inner import (
+    AEParams,
+    features,
+    grad_norm2,
+    init_params,
+    inner_grad,
+    inner_loss,
+    stacked_features,
+)
 from lfr_report.distill.prior import GaussianPrior
 from lfr_report.errors import Diverged, LfrError
 
@@ -71,6 +79,7 @@ class InnerSpec:
     weight_decay: float = 1e-4
     noise: float = 0.0  # std of the DSM corruption; 0 is the course's score matching
     trace: bool = False  # Hyvarinen's trace term: exact score matching, proper without noise
+    layers: int = 1  # tied autoencoders stacked, each fitted on the features of the one below
 
     def corrupt(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The input at which the hidden units are computed: x itself, or x + noise for DSM."""
@@ -187,6 +196,10 @@ class Distiller:
         d = tasks[0].train_x.shape[1]
         self.D = (torch.rand(size, d, generator=self.generator) * init_high).requires_grad_(True)  # the course's init
         self.w = _leaf(init_params(d, spec.hidden, self.generator))
+        # Layers above the first (spec.layers > 1): each a tied autoencoder of the features below, meta-learned with w.
+        self.upper = [_leaf(init_params(spec.hidden, spec.hidden, self.generator)) for _ in range(spec.layers - 1)]
+        if self.upper and solver == "implicit":
+            raise LfrError("several layers (layers > 1) work with the penalty and value solvers, not implicit")
         torch.manual_seed(seed)
         self.heads = nn.ModuleList(nn.Linear(spec.hidden, task.classes) for task in tasks)
         self.diversity_weight, self.rho = diversity_weight, rho
@@ -194,15 +207,39 @@ class Distiller:
         self.inner_steps, self.inner_lr = inner_steps, inner_lr
         self.cg_iterations, self.damping = cg_iterations, damping
         trained = [self.D, *self.heads.parameters()] + ([] if solver == "implicit" else list(self.w))
+        trained += [p for layer in self.upper for p in layer]
         self.optimizer = torch.optim.Adam(trained, lr=lr)
         if solver == "implicit":  # w follows the inner problem, by its own Adam steps
             self.inner_optimizer = torch.optim.Adam(self.w, lr=inner_lr)
         if solver == "value":  # w' tracks min L_inner(.; D)
             self.w_min = _leaf(self.w)
             self.inner_optimizer = torch.optim.Adam(self.w_min, lr=inner_lr)
+            self.upper_min = [_leaf(layer) for layer in self.upper]
+            self.upper_optimizers = [torch.optim.Adam(layer, lr=inner_lr) for layer in self.upper_min]
 
     def outer_loss(self, w: AEParams, batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
-        return sum(F.cross_entropy(head(features(w, x)), y) for head, (x, y) in zip(self.heads, batches, strict=True))
+        return sum(F.cross_entropy(head(stacked_features([w, *self.upper], x)), y)
+                   for head, (x, y) in zip(self.heads, batches, strict=True))  # fmt: skip
+
+    def inputs_of_upper(self) -> list[Tensor]:
+        """What each layer above the first sees: the features of D through the layers below it."""
+        inputs, below = [], self.D
+        for lower in [self.w, *self.upper][:-1]:
+            below = features(lower, below)
+            inputs.append(below)
+        return inputs
+
+    def _gap(self, w: AEParams, w_min: list[Tensor], x: Tensor) -> Tensor:
+        """L_inner(w; x) - L_inner(w'; x) >= 0 for one layer, w' jumping to w when w scores lower."""
+        x_in = self.spec.corrupt(x, self.generator)  # one noise draw for both losses (DSM)
+        here = self.spec.loss_at(w, x, x_in)
+        best = self.spec.loss_at(AEParams(*(p.detach() for p in w_min)), x, x_in)
+        if here.item() < best.item():  # w is the better estimate of the inner minimum: track from there
+            with torch.no_grad():
+                for p, q in zip(w_min, w, strict=True):
+                    p.copy_(q)
+            best = here.detach()
+        return (here - best).clamp_min(0)  # >= 0 by construction: w' is the lower of the two
 
     def _inner_steps(self, params: AEParams, optimizer: torch.optim.Optimizer) -> None:
         D = self.D.detach()
@@ -218,20 +255,19 @@ class Distiller:
         loss = outer
         if self.solver == "penalty":
             penalty = grad_norm2(self.spec.grad(self.w, self.D, self.generator))
+            for layer, below in zip(self.upper, self.inputs_of_upper(), strict=True):  # layer-wise inner problems
+                penalty = penalty + grad_norm2(self.spec.grad(layer, below, self.generator))
             loss = loss + 0.5 * self.rho * penalty
             terms["penalty"] = penalty
         elif self.solver == "value":
             self._inner_steps(self.w_min, self.inner_optimizer)
-            x_in = self.spec.corrupt(self.D, self.generator)  # one noise draw for both losses (DSM)
-            here = self.spec.loss_at(self.w, self.D, x_in)
-            w_min = AEParams(*(p.detach() for p in self.w_min))
-            best = self.spec.loss_at(w_min, self.D, x_in)
-            if here.item() < best.item():  # w is the better estimate of the inner minimum: track from there
-                with torch.no_grad():
-                    for p, q in zip(self.w_min, self.w, strict=True):
-                        p.copy_(q)
-                best = here.detach()
-            gap = (here - best).clamp_min(0)  # >= 0 by construction: w' is the lower of the two
+            gap = self._gap(self.w, self.w_min, self.D)
+            for layer, layer_min, optimizer, below in zip(self.upper, self.upper_min, self.upper_optimizers,
+                                                          self.inputs_of_upper(), strict=True):  # fmt: skip
+                fixed = below.detach()
+                for _ in range(self.inner_steps):
+                    inner_step(self.spec, layer_min, fixed, optimizer, self.generator)
+                gap = gap + self._gap(layer, layer_min, below)
             loss = loss + self.rho * gap
             terms["penalty"] = gap
         if self.diversity_weight > 0:
@@ -263,12 +299,13 @@ class Distiller:
         for name, value in terms.items():
             if not math.isfinite(value):
                 raise Diverged(f"distillation diverged at epoch {epoch}: {name} became {value}")
-        for name, tensor in (("D", self.D), ("w.W", self.w.W), ("w.b", self.w.b), ("w.a", self.w.a)):
+        upper = [(f"w{i}.{n}", t) for i, layer in enumerate(self.upper, 2) for n, t in zip("Wba", layer, strict=True)]
+        for name, tensor in (("D", self.D), ("w.W", self.w.W), ("w.b", self.w.b), ("w.a", self.w.a), *upper):
             if not torch.isfinite(tensor).all():
                 raise Diverged(f"distillation diverged at epoch {epoch}: {name} has non-finite entries")
 
     @torch.no_grad()
     def course_accuracy(self) -> list[float]:
         """Protocol (a): each task's head on the jointly trained features, real test accuracy."""
-        return [float((head(features(self.w, t.test_x)).argmax(1) == t.test_y).float().mean())
+        return [float((head(stacked_features([self.w, *self.upper], t.test_x)).argmax(1) == t.test_y).float().mean())
                 for head, t in zip(self.heads, self.tasks, strict=True)]  # fmt: skip

@@ -45,10 +45,11 @@ STRIP_ROWS = 5  # snapshots of D shown per solver, spread over the epochs
 OPTION_NAMES = {"diversity": "diversity term", "prior": "a prior on D (Gaussian fitted to the real images)",
                 "dsm": "denoising score matching", "exact_sm": "exact score matching (trace term)",
                 "wide": "a wider inner learner (256 hidden units)",
+                "two_layers": "two stacked layers, meta-learned together",
                 "multitask": "two tasks (MNIST and Fashion-MNIST)",
                 "fashion_target": "Fashion-MNIST as the target (accuracies on Fashion-MNIST)"}  # fmt: skip
 # Options that change the inner learner or its loss: their random subset (and protocol (a)'s ceiling) is refitted with it.
-LOSS_OPTIONS = ("dsm", "exact_sm", "wide")
+LOSS_OPTIONS = ("dsm", "exact_sm", "wide", "two_layers")
 # Options on another task: their random subset is that task's (the baselines run of key ``baselines_<task>``).
 OPTION_TASKS = {"fashion_target": SECOND_TASK}
 
@@ -87,6 +88,9 @@ def _best_solver(store: RunStore, *solver_runs: Run) -> str:
 
 
 BEST = After(tuple(SOLVERS), _best_solver, shown="<best solver>")
+# Several layers work with the penalty and value solvers: the best of those two.
+BEST_LAYERED = After(tuple(SOLVERS), lambda store, *runs: max(("penalty", "value"), key=lambda s: protocol_b(
+    store.metrics(runs[SOLVERS.index(s)].id))[0]), shown="<best of penalty and value>")  # fmt: skip
 
 
 def needs(scale: str) -> list[Need]:
@@ -94,14 +98,14 @@ def needs(scale: str) -> list[Need]:
 
     table = {"eval_every": 0}  # runs without a curve in the report: protocol (b) at the epoch table's marks only
 
-    def best(text: str):
+    def best(text: str, after: After = BEST):
         """A role naming the best solver, which the run itself records (``<best solver>`` in the manual)."""
 
         def role_of(key: str):
             def role(runs: Runs) -> str:
                 return text.format(SOLVER_NAMES[runs[key].config["solver"]])
 
-            role.shown = text.format(str(BEST))  # type: ignore[attr-defined]
+            role.shown = text.format(str(after))  # type: ignore[attr-defined]
             return role
 
         return role_of
@@ -112,9 +116,10 @@ def needs(scale: str) -> list[Need]:
     listed += [Need(f"size_{n}", "distill", [scale, BEST], {"size": n, **table}, role=best(f"{{}}, |D| = {n}")(f"size_{n}"))
                for n in SIZES if n != MAIN_SIZE]  # fmt: skip
     options = {"diversity": [scale, BEST, "with_diversity"], "prior": [scale, BEST, "with_prior"],
-               "dsm": [scale, BEST, "dsm"], "exact_sm": [scale, BEST, "exact_sm"], "wide": [scale, BEST, "wide"]}  # fmt: skip
+               "dsm": [scale, BEST, "dsm"], "exact_sm": [scale, BEST, "exact_sm"], "wide": [scale, BEST, "wide"],
+               "two_layers": [scale, BEST_LAYERED, "two_layers"]}  # fmt: skip
     listed += [
-        Need(key, "distill", named, {**main, **table}, role=best(f"{{}} + {OPTION_NAMES[key]}")(key))
+        Need(key, "distill", named, {**main, **table}, role=best(f"{{}} + {OPTION_NAMES[key]}", named[1])(key))
         for key, named in options.items()
     ]
     # The random subset each option's D must beat: refitted with the same inner loss, on the same task.
