@@ -13,20 +13,21 @@
     python experiments/distill.py with full               # the course's setting: |D| = 300, 200 epochs, Adam 1e-4
     python experiments/distill.py print_config
 
-Per epoch the run logs ``outer_loss``, ``penalty`` (and ``diversity``, ``prior_nll`` when on), ``rho``, ``course_test_accuracy``
-(protocol (a): the jointly trained head and features on the real test set; with a
-``second_task`` one metric per task, ``course_test_accuracy_<task>``), ``recon_error`` (||X - AE(X)||
-on the real test images) and ``recon_error_D`` (on D itself); every ``eval_every`` epochs
-and at the end ``retrained_test_accuracy`` and ``retrained_recon_error`` (protocol (b): w
-refitted from scratch on D alone, a linear probe on the real training set's features);
-after the last epoch ``final_retrained_test_accuracy`` once per refit seed (step = its
-index; ``eval_seeds`` of them), whose mean is the run's protocol-(b) result, and the
-``ambiguity_*`` checks of the final D (``lfr_report.distill.ambiguity``: the inner loss under
-a turned, a bent and a permuted D; protocol (b), first seed, on the turned and permuted D). ``baselines``
-logs ``random_subset_test_accuracy`` once per random subset drawn.
+Per epoch the run logs ``outer_loss``, ``penalty`` (and ``diversity``, ``prior_nll`` when
+on), ``rho``, ``course_test_accuracy`` (protocol (a): the jointly trained head and features
+on the real test set; with a ``second_task`` one metric per task,
+``course_test_accuracy_<task>``), ``recon_error`` (||X - AE(X)|| on the real test images)
+and ``recon_error_D`` (on D itself); every ``eval_every`` epochs and at the end
+``retrained_test_accuracy`` and ``retrained_recon_error`` (protocol (b): w refitted from
+scratch on D alone, a linear probe on the real training set's features); after the last
+epoch ``final_retrained_test_accuracy`` once per refit seed (step = its index;
+``eval_seeds`` of them), whose mean is the run's protocol-(b) result, and the
+``ambiguity_*`` checks of the final D (``lfr_report.distill.ambiguity``: the inner loss
+under a turned, a bent and a reordered D; protocol (b), first seed, on the turned and the
+reordered D). ``baselines`` logs ``random_subset_test_accuracy`` once per random subset drawn.
 Artifacts: ``distilled.npz`` (D, its snapshots over the epochs, the final W, b, a; with
-several layers also W_2, b_2, a_2, ...). The
-epochs themselves run in ``lfr_report.distill.training``.
+several layers also W_2, b_2, a_2, ...). The epochs themselves run in
+``lfr_report.distill.training``.
 A NaN or inf stops the run with the epoch and the term that diverged, marked FAILED.
 """
 
@@ -216,7 +217,7 @@ checks(ex, {
     "damping": non_negative, "lr_decay": one_of("constant", "cosine"), "prior": non_negative,
     "prior_components": positive_int, "layers": positive_int,
 }, extra=_one_loss_and_known_tasks)  # fmt: skip
-added_later(ex, {"prior": 0.0, "prior_components": 50, "layers": 1})  # runs recorded before these had neither
+added_later(ex, {"prior": 0.0, "prior_components": 50, "layers": 1})  # runs recorded before these keys had none of them
 
 
 @ex.main

@@ -244,9 +244,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
         for k, run in {**solvers, **options}.items()
         if AMBIGUITY_METRICS[0] in metrics[run.id]
     ]  # runs made before the check existed did not log it
-    ambiguity_rows = [{"name": name, "run": run.id, "refit": metrics[run.id][names.FINAL_RETRAINED_TEST_ACCURACY + (
-        "" if len(tasks(run)) == 1 else f"_{tasks(run)[0]}")].values[0],
-        **{key: metrics[run.id][key].last for key in AMBIGUITY_METRICS}} for name, run in checked]  # fmt: skip
+    ambiguity_rows = [_ambiguity_row(name, run, metrics[run.id]) for name, run in checked]
     ambiguity_table = doc.table("The ambiguity between w and D, measured on each final D: the largest change of the "
                                 "hidden units and of the inner loss, relative to their largest value, when D's images "
                                 "are turned by a random orthogonal Q, bent by an invertible one or reordered; and "
@@ -319,6 +317,13 @@ def _targets(solver_rows: list[dict], option_rows: list[dict], base: dict[str, M
               "best": best_a, "holds": best_a["course"] >= bar},
         "b": {"rows": rows_b, "best": best_b, "holds": best_b["holds"], "margin": SUBSET_MARGIN, "size": MAIN_SIZE},
     }  # fmt: skip
+
+
+def _ambiguity_row(name: str, run: Run, metrics: dict[str, Metric]) -> dict[str, Any]:
+    """A run's measured ambiguity, beside protocol (b) of its own D at the same refit seed (the first)."""
+    suffix = "" if len(tasks(run)) == 1 else f"_{tasks(run)[0]}"
+    refit = metrics[names.FINAL_RETRAINED_TEST_ACCURACY + suffix].values[0]
+    return {"name": name, "run": run.id, "refit": refit, **{key: metrics[key].last for key in AMBIGUITY_METRICS}}
 
 
 def _subset_of(metrics: dict[str, Metric], run_id: str) -> dict[str, Any]:
