@@ -263,3 +263,46 @@ def test_the_probes_added_options_leave_every_stored_run_reusable():
     assert config_matches(older, config, added_keys(ex))
     assert with_added(older, added_keys(ex)) == config  # what a report reads of the older run
     assert not config_matches(older, expected_config(ex, ["smoke"], {"probe.whiten": False}), added_keys(ex))
+
+
+def _three_runs(isolated: Path) -> Path:
+    """Three completed runs of the tiny experiment in the isolated run store."""
+    root = isolated / "runs"
+    for _ in range(3):
+        record(tiny_experiment(), FileStorageObserver(str(root)), isolated, seed=7)
+    return root
+
+
+@pytest.mark.parametrize("damaged", ["run.json", "config.json"])
+def test_a_damaged_record_is_named_once_and_the_other_runs_are_listed(isolated, damaged, capsys, monkeypatch):
+    root = _three_runs(isolated)
+    path = root / "2" / damaged
+    path.write_text(path.read_text()[:40])  # cut mid-record, as a full disk or a stopped copy leaves it
+    naps = []
+    monkeypatch.setattr(store_module.time, "sleep", naps.append)
+    store = FileRunStore(root)
+    assert [run.id for run in store.runs()] == ["1", "3"]
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and f"run 2 is damaged and left out (cannot read {path}:" in warning[0]
+    assert "move" in warning[0] and "delete" in warning[0]  # what to do about it
+    waited = len(naps)
+    assert [run.id for run in store.runs()] == ["1", "3"] and capsys.readouterr().err == ""  # said once
+    assert len(naps) == waited  # and not waited for again while it stays as it is
+    done = subprocess.run([sys.executable, "-m", "lfr_report", "runs"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines()[1:-1]]
+    assert sorted(listed) == ["1", "3"] and "run 2 is damaged" in done.stderr  # newest first
+
+
+def test_a_run_whose_metrics_are_cut_short_is_not_reused(isolated, monkeypatch, capsys):
+    from lfr_report.running import runner
+
+    root = _three_runs(isolated)
+    (root / "3" / "metrics.json").write_text('{"train_loss": {"steps": [0, 1')
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+    store = FileRunStore(root)
+    monkeypatch.setattr(runner, "load_experiment", lambda name: tiny_experiment())
+    monkeypatch.setattr(runner, "same_data", lambda run: True)
+    found = runner.find(store, "tiny", updates={"tmp_dir": str(isolated), "seed": 7})
+    assert found is not None and found.id == "2"  # the newest one that can be read
+    assert "run 3 of tiny is damaged (cannot read" in capsys.readouterr().err

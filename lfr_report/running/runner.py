@@ -22,7 +22,7 @@ from sacred import Experiment
 from sacred.initialize import create_run
 
 from lfr_report.checks import added_keys
-from lfr_report.errors import Busy, ConfigError
+from lfr_report.errors import Busy, ConfigError, StoreError
 from lfr_report.experiment import same_data
 from lfr_report.registry import EXPERIMENTS
 from lfr_report.resources import experiments_dir
@@ -62,14 +62,19 @@ def find(
     store: RunStore, experiment: str, named_configs: Sequence[str] = (), updates: dict[str, Any] | None = None
 ) -> Run | None:
     """The newest COMPLETED run of this exact config made on the data files present now
-    (``same_data``), its config completed with the keys added since it ran, or None; what ``find_or_run`` reuses and the plan of ``--dry-run`` shows.
-    Runs passed over for their data, or RUNNING ones that are probably dead, are named in one
-    line each."""
+    (``same_data``), its config completed with the keys added since it ran, or None; what
+    ``find_or_run`` reuses and the plan of ``--dry-run`` shows. Runs passed over for their
+    data, or RUNNING ones that are probably dead, are named in one line each."""
     ex = load_experiment(experiment)
     config = expected_config(ex, named_configs, updates)
     added = added_keys(ex)
     for run in store.find(ex.path, None, config, added=added):
         if run.status == "COMPLETED" and same_data(run):
+            try:
+                store.metrics(run.id)  # what the report reads next: a damaged record is never reused
+            except StoreError as exc:
+                print(f"run {run.id} of {experiment} is damaged ({exc}): not reused", file=sys.stderr)
+                continue
             return dataclasses.replace(run, config=with_added(run.config, added))
         if run.status == "COMPLETED":
             print(f"run {run.id} of {experiment} was made on other data files than those here now: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -211,24 +212,36 @@ def run_key(run_id: str | int) -> int | str:
     return int(run_id) if str(run_id).isdigit() else str(run_id)
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """What changes when a file is written: its modification time (ns) and size."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 class FileRunStore(RunStore):
     """Runs written by Sacred's ``FileStorageObserver`` under ``root``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self._damaged: dict[Path, tuple[int, int]] = {}  # files found damaged: their (mtime, size) then
+        self._warned: set[Path] = set()  # damaged runs already named on stderr
 
     def _read_json(self, path: Path, default: Any) -> Any:
         """A JSON file of a run; one that does not parse is read again for a moment before it is an error:
         Sacred rewrites run.json in place (truncate, then write), and runs recorded side by side (the
-        local and Slurm executors) read each other's files while they are written."""
+        local and Slurm executors) read each other's files while they are written. A file found
+        damaged is not waited for again until it changes."""
         for attempt in range(READ_ATTEMPTS):
             try:
+                if self._damaged.get(path) == _stamp(path):
+                    raise StoreError(f"cannot read {path}: it was damaged and has not changed since")
                 return json.loads(path.read_text())
             except FileNotFoundError:
                 return default
             except ValueError as exc:
                 if attempt == READ_ATTEMPTS - 1:
+                    self._damaged[path] = _stamp(path)
                     raise StoreError(f"cannot read {path}: {exc}") from exc
                 time.sleep(0.1)
             except OSError as exc:
@@ -242,16 +255,27 @@ class FileRunStore(RunStore):
             run_json = directory / "run.json"
             if not directory.name.isdigit() or not run_json.is_file():
                 continue
-            entry = self._read_json(run_json, {})
-            if experiment is not None and entry.get("experiment", {}).get("name") != experiment:
+            try:
+                entry = self._read_json(run_json, {})
+                if experiment is not None and entry.get("experiment", {}).get("name") != experiment:
+                    continue
+                config, info = (
+                    self._read_json(directory / "config.json", {}),
+                    self._read_json(directory / "info.json", {}),
+                )
+            except StoreError as exc:  # one damaged record: named once, the others still listed
+                if directory not in self._warned:
+                    self._warned.add(directory)
+                    print(f"warning: run {directory.name} is damaged and left out ({exc}); a report will not reuse "
+                          f"it: move {directory} away or delete it", file=sys.stderr)  # fmt: skip
                 continue
             found.append(
                 Run(
                     id=directory.name,
                     experiment=entry.get("experiment", {}).get("name", ""),
                     status=entry.get("status", "UNKNOWN"),
-                    config=self._read_json(directory / "config.json", {}),
-                    info=self._read_json(directory / "info.json", {}),
+                    config=config,
+                    info=info,
                     result=entry.get("result"),
                     start_time=entry.get("start_time"),
                     stop_time=entry.get("stop_time"),
