@@ -86,3 +86,16 @@ def test_amp_is_a_no_op_on_the_cpu_and_the_step_lowers_the_loss():
 def test_data_stays_where_it_is_on_the_cpu():
     images = torch.zeros(10, 1, 4, 4, dtype=torch.uint8)
     assert on_device_if_fits(images, DEVICE) is images
+
+
+def test_a_checkpoint_cut_short_is_named_set_aside_and_the_run_starts_fresh(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.pt"
+    _, whole_logged, _ = _fit(2)
+    _fit(1, checkpoint)
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])  # a disk that filled, a copy that stopped
+    result, logged, _ = _fit(2, checkpoint)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"checkpoint {checkpoint} is damaged (") and "this run starts fresh" in line
+    assert result.resumed_from_epoch == 0 and logged == whole_logged  # the uninterrupted run's numbers
+    assert (tmp_path / "ck.pt.damaged").read_bytes() == data[: len(data) // 2]  # kept for a look, not deleted

@@ -130,13 +130,12 @@ def fine_tune(
     torch.manual_seed(seed)
     head = classifier_head(encoder.dim, classes, head_layers, head_hidden)
     model = nn.Sequential(encoder, head).to(device, memory_format=layout)
-    if checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        if "result" in state:  # finished by an earlier call: its weights, random state and result
-            model.load_state_dict(state["model"])
-            set_rng_state(state["rng"], device)
-            model.eval()
-            return FineTuneResult(**state["result"])
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None and "result" in state:  # finished by an earlier call: its weights, random state and result
+        model.load_state_dict(state["model"])
+        set_rng_state(state["rng"], device)
+        model.eval()
+        return FineTuneResult(**state["result"])
     encoder.requires_grad_(not frozen)
     trained = head.parameters() if frozen else model.parameters()
     if optimizer == "adam":
@@ -180,6 +179,6 @@ def fine_tune(
     if (
         checkpoint is not None and distributed.is_main()
     ):  # training is over: the weights and the result are kept, not the optimiser
-        state = {k: v for k, v in load_checkpoint(checkpoint).items() if k not in ("optimizer", "scheduler")}
+        state = {k: v for k, v in (load_checkpoint(checkpoint) or {}).items() if k not in ("optimizer", "scheduler")}
         _save_atomic({**state, "result": asdict(result)}, checkpoint)
     return result

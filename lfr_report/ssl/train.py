@@ -26,6 +26,7 @@ so BatchNorm sees each view on its own) and compute the objective.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -151,8 +152,8 @@ def train_loop(
     start_epoch, train_terms, test_terms = 0, {}, {}
     if rank > 0:
         generator.manual_seed(generator.initial_seed() + rank)
-    if checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None:
         if state.get("world_size", 1) != ranks:
             raise ConfigError(f"checkpoint {checkpoint} was written by {state.get('world_size', 1)} processes, not "
                               f"{ranks}: resume it with torchrun --nproc_per_node={state.get('world_size', 1)}, "
@@ -475,10 +476,24 @@ def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25
     return images.to(device) if size <= budget * free else images
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint read onto the CPU: ``load_state_dict`` copies onto the parameters'
-    device, and generator states (CUDA ones too) are CPU byte tensors."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path: Path) -> dict | None:
+    """A checkpoint read onto the CPU (``load_state_dict`` copies onto the parameters' device,
+    and generator states, CUDA ones too, are CPU byte tensors); None when there is none.
+
+    A checkpoint that cannot be read (cut short by a full disk or a stopped copy) is named in
+    one line and set aside as ``<name>.damaged``, kept for a look, and the run starts fresh."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a cut file
+        aside = path.with_name(path.name + ".damaged")
+        with contextlib.suppress(FileNotFoundError):  # another process of the run (torchrun) set it aside first
+            path.replace(aside)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"checkpoint {path} is damaged ({reason}): set aside as {aside.name}, this run starts fresh",
+              file=sys.stderr)  # fmt: skip
+        return None
 
 
 def rng_state(device: torch.device) -> dict[str, Tensor | None]:
