@@ -70,6 +70,26 @@ def test_two_cifar_folders_have_different_fingerprints_and_each_is_hashed_once(i
     assert identity.directory_fingerprint(a) != first
 
 
+def test_a_file_rewritten_with_its_size_and_mtime_restored_is_hashed_again(isolated):
+    """``cp -p``, ``rsync -t`` or an archive re-extracted with its stored times: the same path,
+    size and modification time, other content. The cache must not answer with the old hash."""
+    folder = isolated / "files"
+    folder.mkdir()
+    data = folder / "images.bin"
+    data.write_bytes(b"\x01" * 4096)
+    before = data.stat()
+    first = identity.directory_fingerprint(folder)
+    time.sleep(0.02)  # the kernel's clock for inode times ticks every few milliseconds
+    data.write_bytes(b"\x02" * 4096)  # a corrected file, then its old times put back
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data.stat().st_size == before.st_size and data.stat().st_mtime_ns == before.st_mtime_ns
+    cache = identity.cache_file()
+    cache.rename(cache.with_suffix(".old"))  # a fresh cache gives the content's own fingerprint
+    fresh = identity.directory_fingerprint(folder)
+    cache.with_suffix(".old").rename(cache)
+    assert fresh != first and identity.directory_fingerprint(folder) == fresh
+
+
 def _vicreg_on_cifar(updates=None):
     ex = load_experiment("vicreg")
     config = {"data.name": "cifar10", "data.train_size": None, "data.test_size": None, "batch_size": 32,

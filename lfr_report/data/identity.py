@@ -8,8 +8,11 @@ checkpoint key includes it (a checkpoint made on other files is not resumed) and
 report runner compares it before reusing a stored run.
 
 Hashing CIFAR-10's 180 MB takes about a second, so each file's hash is cached by its path,
-size and modification time in ``$LFR_CACHE_DIR/file-hashes.json`` (default
-``~/.cache/lfr``): a second read costs a ``stat`` per file. Data generated in memory
+size, modification time, inode number and inode change time in
+``$LFR_CACHE_DIR/file-hashes.json`` (default ``~/.cache/lfr``): a second read costs a
+``stat`` per file. The change time is the one a user cannot set back: a file rewritten with
+its size and modification time restored (``cp -p``, ``rsync -t``, an archive re-extracted
+with its stored times, ``touch -d``) gets a new change time, so it is hashed again. Data generated in memory
 (``synthetic``, scikit-learn's ``digits``) has no files; its fingerprint is the hash of
 the generator's name in its source description, the same for every split.
 
@@ -60,18 +63,19 @@ def _save_cache(path: Path, cache: dict[str, list]) -> None:
 
 
 def file_hash(path: Path, cache: dict[str, list]) -> str:
-    """SHA-256 of ``path``'s content, from ``cache`` when its size and mtime are unchanged
-    (and then stored there)."""
+    """SHA-256 of ``path``'s content, from ``cache`` when its size, modification time, inode
+    and inode change time are unchanged (and then stored there; see the module docstring)."""
     stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
     key = str(path.resolve())
     entry = cache.get(key)
-    if isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
-        return entry[2]
+    if isinstance(entry, list) and entry[:-1] == stamp:
+        return entry[-1]
     digest = hashlib.sha256()
     with path.open("rb") as file:
         while chunk := file.read(_CHUNK):
             digest.update(chunk)
-    cache[key] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+    cache[key] = [*stamp, digest.hexdigest()]
     return digest.hexdigest()
 
 
