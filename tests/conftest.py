@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from helpers import skip_or_fail
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
@@ -65,7 +66,7 @@ def server(tmp_path_factory) -> str:
     try:
         process = start_local_mongo(free_port(), tmp_path_factory.mktemp("secantus"))
     except Exception as exc:  # not installed, or it would not start: say why in the skip line
-        pytest.skip(f"no live MongoDB-compatible server: {exc}")
+        skip_or_fail(f"no live MongoDB-compatible server: {exc}")
     port = process.args[process.args.index("--port") + 1]
     yield f"mongodb://127.0.0.1:{port}"
     stop(process)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import torch
 import yaml
+from helpers import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -230,7 +231,7 @@ def test_the_runners_volumes_are_where_the_image_writes(compose):
 def test_compose_config_is_valid_when_docker_compose_is_here():
     command = shutil.which("docker-compose")
     if command is None:
-        pytest.skip("docker-compose is not installed (make lint-docker installs it)")
+        skip_or_fail("docker-compose is not installed (make lint-docker installs it)")
     subprocess.run([command, "--env-file", ".env.example", "config", "-q"], cwd=REPO, check=True, timeout=60)
 
 

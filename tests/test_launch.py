@@ -27,7 +27,7 @@ import pytest
 import slurm_cluster
 import submitit
 import torch
-from helpers import report_numbers
+from helpers import report_numbers, skip_or_fail
 
 from lfr_report import cli
 from lfr_report.registry import REPORTS
@@ -227,7 +227,7 @@ def slurm(tmp_path_factory) -> Path:
     """A real one-node Slurm (munged, slurmctld, slurmd as root) for this module; its slurm.conf."""
     reason = slurm_cluster.why_not()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with slurm_cluster.one_node_cluster(tmp_path_factory.mktemp("slurm")) as conf:
         yield conf
 
