@@ -234,7 +234,7 @@ class FileRunStore(RunStore):
         damaged is not waited for again until it changes."""
         for attempt in range(READ_ATTEMPTS):
             try:
-                if self._damaged.get(path) == _stamp(path):
+                if path in self._damaged and self._damaged[path] == _stamp(path):
                     raise StoreError(f"cannot read {path}: it was damaged and has not changed since")
                 return json.loads(path.read_text())
             except FileNotFoundError:
