@@ -241,10 +241,11 @@ class Distiller:
             best = here.detach()
         return (here - best).clamp_min(0)  # >= 0 by construction: w' is the lower of the two
 
-    def _inner_steps(self, params: AEParams, optimizer: torch.optim.Optimizer) -> None:
-        D = self.D.detach()
+    def _inner_steps(self, params: AEParams, optimizer: torch.optim.Optimizer, x: Tensor | None = None) -> None:
+        """``inner_steps`` optimiser steps on L_inner(params; x), x being D (detached) unless given."""
+        x = (self.D if x is None else x).detach()
         for _ in range(self.inner_steps):
-            inner_step(self.spec, params, D, optimizer, self.generator)
+            inner_step(self.spec, params, x, optimizer, self.generator)
 
     def step(self, batches: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
         """One outer step on one real batch per task; returns the terms (tensors) for logging."""
@@ -264,9 +265,7 @@ class Distiller:
             gap = self._gap(self.w, self.w_min, self.D)
             for layer, layer_min, optimizer, below in zip(self.upper, self.upper_min, self.upper_optimizers,
                                                           self.inputs_of_upper(), strict=True):  # fmt: skip
-                fixed = below.detach()
-                for _ in range(self.inner_steps):
-                    inner_step(self.spec, layer_min, fixed, optimizer, self.generator)
+                self._inner_steps(layer_min, optimizer, below)
                 gap = gap + self._gap(layer, layer_min, below)
             loss = loss + self.rho * gap
             terms["penalty"] = gap
