@@ -130,7 +130,7 @@ def fine_tune(
     torch.manual_seed(seed)
     head = classifier_head(encoder.dim, classes, head_layers, head_hidden)
     model = nn.Sequential(encoder, head).to(device, memory_format=layout)
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    state = load_checkpoint(checkpoint)
     if state is not None and "result" in state:  # finished by an earlier call: its weights, random state and result
         model.load_state_dict(state["model"])
         set_rng_state(state["rng"], device)

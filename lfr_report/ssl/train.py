@@ -152,7 +152,7 @@ def train_loop(
     start_epoch, train_terms, test_terms = 0, {}, {}
     if rank > 0:
         generator.manual_seed(generator.initial_seed() + rank)
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    state = load_checkpoint(checkpoint)
     if state is not None:
         if state.get("world_size", 1) != ranks:
             raise ConfigError(f"checkpoint {checkpoint} was written by {state.get('world_size', 1)} processes, not "
@@ -476,13 +476,14 @@ def on_device_if_fits(images: Tensor, device: torch.device, budget: float = 0.25
     return images.to(device) if size <= budget * free else images
 
 
-def load_checkpoint(path: Path) -> dict | None:
+def load_checkpoint(path: Path | None) -> dict | None:
     """A checkpoint read onto the CPU (``load_state_dict`` copies onto the parameters' device,
-    and generator states, CUDA ones too, are CPU byte tensors); None when there is none.
+    and generator states, CUDA ones too, are CPU byte tensors); None when there is none
+    (or no path).
 
     A checkpoint that cannot be read (cut short by a full disk or a stopped copy) is named in
     one line and set aside as ``<name>.damaged``, kept for a look, and the run starts fresh."""
-    if not path.is_file():
+    if path is None or not path.is_file():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
