@@ -82,3 +82,15 @@ def mongo_url(server):
     yield url
     client, db = connect_mongo(url)
     client.drop_database(db.name)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny networks train to the same numbers on every machine,
+    and on a busy one the CPU is spared a second thread's spin-waits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
