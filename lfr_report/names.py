@@ -38,6 +38,7 @@ ADJUSTED_RAND = "adjusted_rand"
 ZERO_SHOT_ACCURACY = "zero_shot_accuracy"
 RETRIEVAL_PRECISION = "retrieval_precision"
 CLIP_PROBE_ACCURACY = "probe_accuracy"  # the image-text model's linear probe, per seed
+KNN_TEST_ACCURACY = "knn_test_accuracy"  # the weighted kNN classifier on frozen representations (methods)
 
 
 def train_metric(term: str) -> str:

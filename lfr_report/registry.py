@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "finetune": "fine-tuning a stored encoder (or its architecture from scratch) with label fractions",
     "autoencoder": "a convolutional (denoising) autoencoder and linear classifiers on it",
     "clip": "an image-text model: contrastive training, probe, zero-shot, retrieval",
+    "methods": "one self-supervised method (pretext, masked, contrastive, non-contrastive) under the shared protocol",
     "pretrain": "unsupervised pretraining of the baseline's encoder: Deep InfoMax or a denoising autoencoder",
 }
 
