@@ -19,6 +19,7 @@ REPORTS = {
     "simclr": "lfr_report.report.simclr",  # lfr2024's example report: SimCLR transfer with label fractions
     "autoencoder": "lfr_report.report.autoencoder",  # ps7: autoencoders and an image-text model
     "pretraining": "lfr_report.report.pretraining",  # lfr2024's second example: dAE and Deep InfoMax pretraining
+    "methods": "lfr_report.report.methods",  # the lectures' self-supervised methods compared under one protocol
 }
 
 # experiment name -> what it runs (experiments/<name>.py)

@@ -25,6 +25,28 @@ REFERENCES = {
     "dae": "P. Vincent, H. Larochelle, Y. Bengio and P.-A. Manzagol. Extracting and composing robust features with "
     "denoising autoencoders. ICML 2008.",
     "resnet": "K. He, X. Zhang, S. Ren and J. Sun. Deep residual learning for image recognition. CVPR 2016.",
+    # the methods report's methods, its kNN evaluation and the benchmarks whose figures it quotes
+    "rotnet": "S. Gidaris, P. Singh and N. Komodakis. Unsupervised representation learning by predicting image "
+    "rotations. ICLR 2018.",
+    "jigsaw": "M. Noroozi and P. Favaro. Unsupervised learning of visual representations by solving jigsaw puzzles. "
+    "ECCV 2016.",
+    "context": "C. Doersch, A. Gupta and A. A. Efros. Unsupervised visual representation learning by context "
+    "prediction. ICCV 2015.",
+    "mae": "K. He, X. Chen, S. Xie, Y. Li, P. Dollár and R. Girshick. Masked autoencoders are scalable vision "
+    "learners. CVPR 2022.",
+    "byol": "J.-B. Grill, F. Strub, F. Altché, C. Tallec, P. H. Richemond et al. Bootstrap your own latent: a new "
+    "approach to self-supervised learning. NeurIPS 2020.",
+    "vicreg": "A. Bardes, J. Ponce and Y. LeCun. VICReg: variance-invariance-covariance regularization for "
+    "self-supervised learning. ICLR 2022.",
+    "barlow": "J. Zbontar, L. Jing, I. Misra, Y. LeCun and S. Deny. Barlow Twins: self-supervised learning via "
+    "redundancy reduction. ICML 2021.",
+    "knn": "Z. Wu, Y. Xiong, S. X. Yu and D. Lin. Unsupervised feature learning via non-parametric instance "
+    "discrimination. CVPR 2018.",
+    "solo_learn": "V. G. Turrisi da Costa, E. Fini, M. Nabi, N. Sebe and E. Ricci. solo-learn: a library of "
+    "self-supervised methods for visual representation learning. JMLR 23(56), 2022 (CIFAR-10 results table, "
+    "github.com/vturrisi/solo-learn).",
+    "lightly": "Lightly AI. lightly: a Python library for self-supervised learning on images; CIFAR-10 benchmarks "
+    "(docs.lightly.ai, Benchmarks).",
     # the data sets, cited when a run read them
     "cifar10": "A. Krizhevsky. Learning multiple layers of features from tiny images. Technical report, University of "
     "Toronto, 2009.",
