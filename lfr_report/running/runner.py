@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import shlex
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -53,9 +54,17 @@ def expected_config(ex: Experiment, named_configs: Sequence[str] = (), updates: 
 
 
 def command(experiment: str, named_configs: Sequence[Any] = (), updates: dict[str, Any] | None = None) -> str:
-    """The command line of a run: ``experiments/vicreg.py with smoke no_variance mu=0.0``."""
-    words = [*map(str, named_configs), *(f"{key}={value}" for key, value in (updates or {}).items())]
+    """The command line of a run: ``experiments/vicreg.py with smoke no_variance mu=0.0``; an update
+    whose value is a list, a dict or a string with spaces is quoted for the shell
+    (``'fractions=[0.01, 0.1]'``), so the line can be pasted as it is."""
+    words = [*map(str, named_configs), *(_update_word(key, value) for key, value in (updates or {}).items())]
     return " ".join([f"experiments/{experiment}.py", *(["with", *words] if words else [])])
+
+
+def _update_word(key: str, value: Any) -> str:
+    word = f"{key}={value}"
+    spaced = isinstance(value, list | tuple | dict) or (isinstance(value, str) and any(c.isspace() for c in value))
+    return shlex.quote(word) if spaced else word
 
 
 def find(
