@@ -9,9 +9,8 @@ from sacred.observers import FileStorageObserver
 
 from lfr_report.errors import ConfigError
 from lfr_report.experiment import at_least, checks, interval, list_of, one_of, optional, positive, positive_int
+from lfr_report.registry import EXPERIMENTS
 from lfr_report.running.runner import expected_config, load_experiment
-
-EXPERIMENTS = ("vicreg", "simclr", "eigenmaps", "downstream", "finetune", "autoencoder", "clip", "distill")
 
 
 def _checked(table, config, extra=None):
@@ -55,9 +54,12 @@ def test_checks_pass_good_values_reach_into_dicts_and_run_the_cross_key_check():
 
 
 def test_every_experiment_has_the_data_keys_and_a_default_named_config():
+    assert len(EXPERIMENTS) == 10  # every experiment the registry names is loaded below, pretrain and methods too
     for name in EXPERIMENTS:
         ex = load_experiment(name)
-        assert "default" in ex.named_configs, name
+        assert "default" in ex.named_configs and {"smoke", "full", "rehearsal"} <= set(ex.named_configs), name
+        if name not in ("downstream", "finetune"):  # those two take their data from their encoder's run
+            assert set(expected_config(ex, ["default"])["data"]) == {"name", "train_size", "test_size"}, name
     defaults = {name: expected_config(load_experiment(name), ["default"])["data"]
                 for name in ("vicreg", "simclr", "eigenmaps", "autoencoder", "clip", "distill")}  # fmt: skip
     assert defaults["vicreg"] == {"name": "fashion_mnist", "train_size": None, "test_size": None}

@@ -72,7 +72,7 @@ def sections(store: RunStore, runs: Runs, doc: Document) -> dict[str, Any]:
                      "seconds": run.info["pretrain_seconds"], "time": _duration(run.info["pretrain_seconds"]), "images_per_second": run.info["images_per_second"],
                      "resumed": run.info.get("resumed_from_epoch", 0), "runs": f"{run.id}, {tune.id}",
                      "published": PUBLISHED.get(m, [])})  # fmt: skip
-    full = first.config["scale"] == "full"
+    full = str(first.config["scale"]).startswith("full")  # and its rehearsal: the same data set and backbone
     table = doc.table(
         "All methods under one protocol: top-1 test accuracy (%) of a linear probe and of the weighted kNN classifier "
         f"on the frozen encoder, and after fine-tuning the whole network with 1% and 10% of the labels; mean ± std over "
