@@ -33,6 +33,22 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def wait_until(happened: Callable[[], object], what: str, proc=None, ceiling_s: float = 300.0) -> None:
+    """Wait for an event (``happened()`` true), not for a time: poll every 20 ms up to a
+    generous ceiling, failing at once if ``proc`` (a ``Popen``) ends first."""
+    import time
+
+    deadline = time.monotonic() + ceiling_s
+    while not happened():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"the process ended ({proc.returncode}) before {what}: {proc.communicate()[1][-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {ceiling_s:g} s")
+        time.sleep(0.02)
+
+
 def assert_same_runs(a: RunStore, b: RunStore) -> None:
     """Every run of ``a`` is in ``b`` under the same id, with the same record, metrics and artifacts."""
     assert sorted(r.id for r in a.runs()) == sorted(r.id for r in b.runs())

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import wait_until
 from sacred.observers import FileStorageObserver
 
 from lfr_report.data import DATASETS, identity, load_dataset
@@ -202,9 +203,7 @@ def _statuses(runs: Path) -> list[str]:
 def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its_checkpoint(isolated):
     args = ("with", "smoke", "epochs=500", "data.train_size=128", "data.test_size=64", "tsne_points=50")
     first = _vicreg_cli(*args, cwd=isolated)
-    while not list((isolated / "checkpoints").glob("*.lock")):  # the first holds its configuration's lock
-        assert first.poll() is None, first.communicate()
-        time.sleep(0.2)
+    wait_until(lambda: list((isolated / "checkpoints").glob("*.lock")), "the first run's lock", first)
     second = _vicreg_cli(*args, cwd=isolated)
     _, err = second.communicate(timeout=600)
     first.send_signal(signal.SIGTERM)
@@ -214,6 +213,43 @@ def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its
                                                    "configuration now (lock "), err  # fmt: skip
     assert "Traceback" not in err
     assert _statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_lfr_report_stopped_mid_run_exits_130_leaving_the_run_interrupted_and_the_pdf_intact(isolated, how, executor):
+    """``kill`` (SIGTERM to the report's process) and Ctrl-C (SIGINT to its whole process group,
+    as a terminal sends it) while the report's one run trains: exit 130 in one line, the run
+    recorded INTERRUPTED, the earlier PDF untouched; the same command then resumes the run."""
+    import resume_report
+
+    templates = isolated / "templates"
+    templates.mkdir()
+    (templates / f"{resume_report.NAME}.html").write_text(resume_report.TEMPLATE)
+    out = isolated / "reports" / "resume_test.pdf"
+    out.parent.mkdir()
+    out.write_bytes(b"%PDF-1.7 an earlier build")
+    command = [sys.executable, str(REPO / "tests" / "cli_with_report.py"), "resume_report", "report", resume_report.NAME,
+               "--scale", "smoke", "--executor", executor, "--jobs-dir", str(isolated / "jobs"), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LFR_TEMPLATES_DIR": str(templates), "LFR_TEST_RESUME_EPOCHS": "4"}
+    proc = subprocess.Popen(command, cwd=isolated, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    wait_until(lambda: list((isolated / "checkpoints").glob("*.pt")), "the run's first checkpoint", proc)
+    if how == signal.SIGINT:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+    [run] = FileRunStore(isolated / "runs").runs()
+    assert run.status == "INTERRUPTED"
+    assert out.read_bytes() == b"%PDF-1.7 an earlier build"
+    again = subprocess.run(command, cwd=isolated, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = [r for r in FileRunStore(isolated / "runs").runs() if r.status == "COMPLETED"]
+    assert len(resumed) == 1 and resumed[0].info["resumed_from_epoch"] >= 1
+    assert out.read_bytes().startswith(b"%PDF") and b"an earlier build" not in out.read_bytes()
 
 
 _REPORT_EIGENMAPS = """
@@ -272,13 +308,14 @@ def test_a_run_without_checkpoints_takes_its_configuration_lock(isolated):
 # --- how a run ends when it is killed --------------------------------------------------------
 
 
-def _sleeper(tmp_path: Path) -> subprocess.Popen:
-    """test_store's sleeper experiment, started; returns once its run is recorded RUNNING."""
+def _sleeper(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """test_store's sleeper experiment, started (``args``: after the script, such as ``with
+    seed=0``); returns once its run is recorded RUNNING."""
     from test_store import SLEEPER
 
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
-    proc = subprocess.Popen([sys.executable, str(script), "-F", str(tmp_path / "runs")], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(script), *args, "-F", str(tmp_path / "runs")], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().strip() == "started"
@@ -297,15 +334,22 @@ def test_sigterm_is_one_line_and_the_run_interrupted(isolated):
 
 
 def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(isolated, monkeypatch, capsys):
-    from lfr_report import cli
+    from lfr_report import cli, registry
+    from lfr_report.running import runner
     from lfr_report.tracking import store as store_module
 
-    proc = _sleeper(isolated)
+    proc = _sleeper(isolated, "with", "seed=0")
+    # the sleeper as an experiment a report could ask for: the runner looks for runs of its config
+    monkeypatch.setenv("LFR_EXPERIMENTS_DIR", str(isolated))
+    monkeypatch.setitem(registry.EXPERIMENTS, "sleeper", "sleeps")
+    store = FileRunStore(isolated / "runs")
     cli.main(["runs"])
     assert " RUNNING " in capsys.readouterr().out  # alive: its heartbeat is fresh
+    assert runner.find(store, "sleeper", [], {"seed": 0}) is None  # running: not reused, and not called dead
+    assert "probably dead" not in capsys.readouterr().err
     proc.kill()
     proc.wait(timeout=60)
-    run = FileRunStore(isolated / "runs").get("1")
+    run = store.get("1")
     assert run.status == "RUNNING" and not run.probably_dead  # nobody could record its end; silent for seconds only
     monkeypatch.setattr(store_module, "STALE_AFTER_S", 0)  # as if five minutes had passed
     time.sleep(0.01)
@@ -313,6 +357,13 @@ def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(
     assert " probably dead " in capsys.readouterr().out
     cli.main(["runs", "show", "1"])
     assert "sleeper, probably dead" in capsys.readouterr().out
+    # a report's runner passes over it with one line (and would run the config afresh)
+    assert runner.find(store, "sleeper", [], {"seed": 0}) is None
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "run 1 of sleeper is RUNNING with no heartbeat for over 5 minutes: probably dead, skipped"
+    ]
+    assert runner.find(store, "sleeper", [], {"seed": 1}) is None  # another config: nothing said of run 1
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("variable", ["LFR_RUNS_DIR", "LFR_CHECKPOINT_DIR"])

@@ -33,7 +33,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -400,7 +400,8 @@ def _ready(plans: dict[str, list[Planned]], jobs: dict[str, _Job], waves: dict) 
 def _submit_local(job: _Job, how: Launch, say: Callable[[str], None], total: int, jobs: dict[str, _Job]) -> None:
     p = job.planned
     executor = _executor(how, how.jobs_dir.resolve() / "%j", job.slot)
-    job.job = executor.submit(run_job, p.need.experiment, list(p.named), p.updates, worker_environment())
+    with _children_ignore_ctrl_c():
+        job.job = executor.submit(run_job, p.need.experiment, list(p.named), p.updates, worker_environment())
     job.started, job.state = time.monotonic(), "running"
     jobs[p.command] = job
     say(f"[{len(jobs):{len(str(total))}d}/{total}] started  {job.label}  (wave {job.wave}, job {job.job.job_id}: "
@@ -616,8 +617,32 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else text
 
 
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in the block ignore SIGINT (an ignored signal stays ignored across exec):
+    a Ctrl-C at the terminal reaches the whole process group, and submitit's local job controller
+    would die of it with a traceback and SIGKILL its run a second later. This process alone takes
+    the Ctrl-C and cancels its jobs with SIGTERM (``_cancel``), which each run records INTERRUPTED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _cancel(handles: Sequence[Any]) -> None:
-    """Cancel the jobs still running (completed runs stay in the store; the runs cancelled are INTERRUPTED)."""
+    """Cancel the jobs still running (completed runs stay in the store; the runs cancelled are INTERRUPTED).
+
+    A local job is stopped with SIGTERM to its controller, which hands it to the run (submitit's
+    own cancel sends SIGINT, which local jobs ignore: ``_children_ignore_ctrl_c``)."""
     for handle in handles:
-        if not handle.done():
+        if handle.done():
+            continue
+        if isinstance(handle, submitit.local.local.LocalJob):
+            with suppress(ProcessLookupError):  # it has just ended
+                os.kill(int(handle.job_id), signal.SIGTERM)
+        else:
             handle.cancel(check=False)
