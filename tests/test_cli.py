@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 
 import pytest
@@ -10,13 +11,34 @@ from lfr_report import cli
 from lfr_report.tracking import store as store_module
 
 
-def test_help_describes_every_command(capsys):
-    with pytest.raises(SystemExit) as done:
-        cli.main(["--help"])
-    assert done.value.code == 0
-    out = capsys.readouterr().out
-    for command in ("report", "data", "runs"):
-        assert command in out
+def _commands(parser, path=()):
+    """Every (sub)command of ``parser`` with the words that reach it: ``((), lfr), (("report",), ...), ...``."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+def test_help_describes_every_command_and_every_argument(capsys):
+    commands = list(_commands(cli.parser()))
+    assert {path for path, _ in commands} == {(), ("report",), ("data",), ("runs",), ("runs", "show"),
+                                               ("runs", "copy")}  # fmt: skip
+    for path, parser in commands:
+        with pytest.raises(SystemExit) as done:
+            cli.main([*path, "--help"])
+        assert done.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):  # each subcommand listed with what it does
+                for choice in action._choices_actions:
+                    assert choice.help and f"{choice.dest} {' '.join(choice.help.split())[:40]}" in out, choice.dest
+                continue
+            assert action.help, f"`lfr {' '.join(path)}` argument {action.dest} has no help"
+            assert " ".join(action.help.split())[:40] in out, (path, action.dest)
+            assert all(option in out for option in action.option_strings), (path, action.option_strings)
 
 
 def test_data_list_shows_present_and_missing(capsys):

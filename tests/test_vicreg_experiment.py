@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.artifacts import read_npz, read_torch
 from lfr_report.tracking.store import FileRunStore
 
@@ -130,6 +132,12 @@ def test_help_lists_the_named_configs(isolated):
     done = _cli("--help", cwd=isolated)
     assert done.returncode == 0
     assert "VICReg pretraining" in done.stdout
+    listed = " ".join(done.stdout.split("Named configs", 1)[1].split("Options:")[0].split())
+    ex = load_experiment("vicreg")
+    assert len(ex.named_configs) >= 6  # default, smoke, full, rehearsal and the two ablations
+    for name in ex.named_configs:
+        assert re.search(rf"[ ,]{name}[,;.]", listed), (name, listed)
+    assert "of its ingredients:" in listed and "data.tiny" in listed and "probe.fast" in listed
 
 
 def test_unreachable_mongo_stops_before_running(isolated):

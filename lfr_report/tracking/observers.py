@@ -154,6 +154,8 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         "save_config",
         "print_named_configs",
     }
+    if {"-h", "--help"}.intersection(argv[1:]):
+        ex.doc = f"{(ex.doc or '').rstrip()}\n\n{named_configs_line(ex)}"
     if distributed.launched_rank() > 0:  # one run, recorded by rank 0: the others observe nothing
         argv.append("--unobserved")
     elif not names_an_observer(argv[1:]) and not informational.intersection(argv[1:]):
@@ -173,6 +175,14 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
         if ex.current_run is not None and ex.current_run.status == "FAILED":
             distributed.report_failure(ex.current_run.fail_trace)  # for rank 0's record (under torchrun)
         raise
+
+
+def named_configs_line(ex: Experiment) -> str:
+    """The named configs of ``ex`` and of its ingredients, for ``--help``."""
+    own = ", ".join(ex.named_configs)
+    theirs = ", ".join(f"{i.path}.{name}" for i in ex.ingredients for name in i.named_configs)
+    return (f"Named configs (`with NAME`; `print_config with NAME` shows what one sets): {own}"
+            + (f"; of its ingredients: {theirs}" if theirs else "") + ".")  # fmt: skip
 
 
 def run_location(run) -> str:
