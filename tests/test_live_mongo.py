@@ -10,6 +10,7 @@ file store.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,36 @@ def test_unknown_host_and_wrong_password_fail_fast_before_training(server, isola
         assert not list((isolated / "runs").iterdir())
     finally:
         stop(process)
+
+
+def test_runs_copy_through_the_cli_to_and_from_mongodb_with_its_filters(smoke_store, mongo_url, tmp_path, capsys):
+    from lfr_report.cli import main as lfr
+
+    vicreg_ids = sorted(run.id for run in smoke_store.runs() if run.experiment == "vicreg")
+    assert len(vicreg_ids) >= 2 and len(smoke_store.runs()) > len(vicreg_ids)
+    assert lfr(["runs", "copy", "--to", mongo_url, "--experiment", "vicreg"]) == 0
+    assert f"{len(vicreg_ids)} copied, 0 already there, 0 conflicting" in capsys.readouterr().out
+    mongo = MongoRunStore.from_url(mongo_url)
+    assert sorted(run.id for run in mongo.runs()) == vicreg_ids
+    assert lfr(["runs", "copy", "--to", mongo_url, "--status", "FAILED"]) == 0  # the smoke runs all COMPLETED
+    assert "0 copied, 0 already there" in capsys.readouterr().out
+    back = tmp_path / "back"  # one chosen run back from MongoDB into a folder of its own
+    assert lfr(["runs", "copy", "--from", mongo_url, "--to", str(back), vicreg_ids[0]]) == 0
+    assert capsys.readouterr().out.startswith(f"copied run {vicreg_ids[0]}\n")
+    assert [run.id for run in FileRunStore(back).runs()] == [vicreg_ids[0]]
+    assert FileRunStore(back).metrics(vicreg_ids[0]) == smoke_store.metrics(vicreg_ids[0])
+    assert lfr(["runs", "copy", "--from", mongo_url, "--to", mongo_url]) == 1
+    assert capsys.readouterr().err.startswith("error: --from and --to are the same store")
+    assert lfr(["runs", "copy", "--from", str(tmp_path / "nowhere"), "--to", mongo_url]) == 1
+    assert "no such folder of runs" in capsys.readouterr().err
+    # a different run under a taken id: refused, then copied under the next free id with --renumber
+    other = tmp_path / "other"
+    assert lfr(["runs", "copy", "--to", str(other), vicreg_ids[0]]) == 0
+    entry = other / vicreg_ids[0] / "run.json"
+    entry.write_text(json.dumps({**json.loads(entry.read_text()), "start_time": "2001-01-01T00:00:00"}))
+    assert lfr(["runs", "copy", "--from", str(other), "--to", mongo_url]) == 1
+    assert f"runs {vicreg_ids[0]}: the target holds other runs" in capsys.readouterr().err
+    assert lfr(["runs", "copy", "--from", str(other), "--to", mongo_url, "--renumber"]) == 0
+    free = str(max(int(i) for i in vicreg_ids) + 1)
+    assert f"copied run {vicreg_ids[0]} as {free}" in capsys.readouterr().out
+    assert len(MongoRunStore.from_url(mongo_url).runs()) == len(vicreg_ids) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -21,11 +23,26 @@ def test_convnet_flatten_head_sees_the_whole_last_feature_map():
     assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 8)
 
 
-def test_encoder_arch_rebuilds_the_same_network():
-    arch = encoder_arch("convnet", 1, 16, 28, (8, 16), "flatten")
-    a, b = build_encoder(**arch), build_encoder(**arch)
-    b.load_state_dict(a.state_dict())
-    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+@pytest.mark.parametrize("arch", [
+    encoder_arch("convnet", 1, 16, 28, (8, 16), "flatten"),
+    encoder_arch("convnet", 3, 8, 32, (4, 8, 16), "avg"),
+    encoder_arch("resnet20", 3, 8, 32, (4, 8, 16), "avg"),
+])  # fmt: skip
+def test_encoder_arch_rebuilds_the_same_network(arch, tmp_path):
+    """What a run stores (the description as JSON, the weights) rebuilds a network that computes
+    the same function; another description is another network, whose weights do not fit."""
+    torch.manual_seed(0)
+    original = build_encoder(**arch).eval()
+    torch.save({"arch": json.loads(json.dumps(arch)), "state_dict": original.state_dict()}, tmp_path / "encoder.pt")
+    saved = torch.load(tmp_path / "encoder.pt")
+    torch.manual_seed(1)  # other initial weights: only the loaded ones can make the outputs equal
+    rebuilt = build_encoder(**saved["arch"])
+    rebuilt.load_state_dict(saved["state_dict"])
+    x = torch.randn(2, arch["in_channels"], arch["image_size"], arch["image_size"])
+    assert torch.equal(rebuilt.eval()(x), original(x))
+    wider = build_encoder(**{**saved["arch"], "widths": [2 * w for w in arch["widths"]]})
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        wider.load_state_dict(original.state_dict())
 
 
 def test_resnet18_has_the_cifar_stem_and_a_128_d_output():

@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from helpers import pdf_text, write_full_data
+from helpers import pdf_text, report_numbers, write_full_data
 
 from lfr_report.cli import main
 from lfr_report.registry import REPORTS, report
@@ -38,7 +38,7 @@ def test_rehearsal_changes_only_sizes_of_full(experiment):
     assert rehearsal["scale"] == "full rehearsal" and "epochs" in " ".join(changed)
 
 
-def test_rebuild_command_of_a_rehearsal_run_rehearses_again():
+def test_the_rebuild_options_of_a_rehearsal_scale_say_rehearse():  # the rebuild itself: the test below
     assert report_options("full rehearsal") == "--scale full --rehearse"
     assert report_options("default") == "--scale default"
 
@@ -91,6 +91,11 @@ def test_report_builds_from_full_rehearsal_runs(name, isolated):
     for fact in FACTS.get(name, ()):  # what a report got wrong when its data was not the default's
         assert fact in text
     assert not re.search(r"−[\d.]+ points (above|better)", text)  # a gain is written without a minus sign
+    # the first page's rebuild command rehearses again: it finds every rehearsal run, runs nothing, same numbers
+    rebuild = re.search(rf"python -m lfr_report (report {name} --scale full --rehearse)", text).group(1).split()
+    assert main([*rebuild, "--no-download", "--out", str(isolated / "again.pdf")]) == 0
+    assert [run.id for run in FileRunStore(isolated / "runs").runs()] == [run.id for run in runs]
+    assert report_numbers(isolated / "again.pdf") == report_numbers(out)
 
 
 # Figures and tables of each report: the same as at smoke and default scale (none dropped at full).

@@ -4,7 +4,9 @@ uninterrupted run, or INTERRUPTED / FAILED (a SIGKILLed one stays RUNNING: nothi
 record its end; ``lfr runs`` shows it as probably dead), never a mix: no COMPLETED run with
 other numbers.
 
-The default run kills once; ``-m slow`` runs the issue's twenty kills.
+The default tests kill once during training (after a checkpoint: SIGKILL, then SIGTERM) and
+check the rerun resumes to an uninterrupted run's metrics; ``-m slow`` runs twenty kills at
+random moments.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ("with", "smoke", "epochs=4", "data.train_size=256", "data.test_size=128", "tsne_points=50", "probe.epochs=2")
@@ -82,8 +85,32 @@ def _kill_rerun_and_race(tmp_path: Path, kills: int, seed: int) -> None:
     assert not list((root / "checkpoints").glob("*.pt")) and not list((root / "checkpoints").glob("*.lock"))
 
 
-def test_a_kill_at_a_random_moment_then_reruns_and_a_race_never_mix(tmp_path):
-    _kill_rerun_and_race(tmp_path, kills=1, seed=1)
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_kill_during_training_resumes_to_the_uninterrupted_metrics_and_a_race_never_mixes(tmp_path, how):
+    from lfr_report.tracking.store import FileRunStore
+
+    reference, _ = _reference(tmp_path / "reference")
+    root = tmp_path / "killed"
+    proc = _start(root)
+    wait_until(lambda: list((root / "checkpoints").glob("*.pt")), "a first checkpoint (an epoch ended)", proc)
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == (-signal.SIGKILL if how == signal.SIGKILL else 130), err
+    assert "Traceback" not in err, err
+    killed = FileRunStore(root / "runs").get("1")
+    assert killed.status == ("RUNNING" if how == signal.SIGKILL else "INTERRUPTED")  # a SIGKILL leaves no word
+    rerun = _start(root)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    resumed = FileRunStore(root / "runs").get("2")
+    assert resumed.status == "COMPLETED" and resumed.info["resumed_from_epoch"] >= 1  # from the killed run's epochs
+    assert _runs(root)["2"][1] == reference  # the whole curve and every evaluation, as if never killed
+    assert not list((root / "checkpoints").glob("*.pt"))
+    together = [_start(root) for _ in range(2)]  # the same command twice at once: one waits or both complete
+    for proc in together:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 or "is running this configuration now" in err, err
+    assert all(metrics == reference for status, metrics in _runs(root).values() if status == "COMPLETED")
 
 
 @pytest.mark.slow
