@@ -23,8 +23,9 @@ def test_benchmark_runs_both_pipelines_and_the_downstream_passes(tmp_path, capsy
     results = json.loads(out.read_text())
     pipelines = [row["pipeline"] for row in results["rows"]]
     assert pipelines == ["lfr", "lfr, float32, default layout", "reference, 0 workers"]
-    for row in results["rows"]:
-        assert row["images_per_s"] > 0 and row["peak_memory_mb"] > 0
+    for row in results["rows"]:  # throughput is the batch over the measured step time, and a tiny net is not slow
+        assert row["images_per_s"] == pytest.approx(64 / (row["ms_per_step"] / 1e3)) and row["images_per_s"] > 20
+        assert row["peak_memory_mb"] > 0
     assert 0 < results["rows"][0]["augment_share"] < 1
     assert results["ratio_vs_best_reference"] == pytest.approx(
         results["rows"][0]["images_per_s"] / results["rows"][2]["images_per_s"]
