@@ -246,7 +246,8 @@ def main(_run, _config, _seed, device, method, widths, encoder_dim, dim_epochs, 
     checkpoint = checkpoint_path("pretrain", _config)
     result = train_loop(step, train.images, modules=modules, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                         device=device, generator=torch.Generator(device=device).manual_seed(_seed),
-                        log=_run.log_scalar, evaluate=evaluate, checkpoint=checkpoint, log_every=log_every)  # fmt: skip
+                        log=_run.log_scalar, evaluate=evaluate, checkpoint=checkpoint, log_every=log_every,
+                        streams={"noise": noise})  # fmt: skip
     _run.info["resumed_from_epoch"] = result.resumed_from_epoch
 
     save_encoder(_run, encoder, arch)

@@ -165,3 +165,42 @@ def test_the_reports_full_runs_have_the_examples_settings(monkeypatch):
         for name, value in EXAMPLE[experiment].items():
             wanted = 0.0 if name == ablated else value
             assert dotted(config, name) == wanted, (key, name, dotted(config, name))
+
+
+def test_a_killed_deep_infomax_run_resumes_both_players_to_the_uninterrupted_run(tmp_path):
+    """SIGKILL after an epoch's checkpoint, then the same command: the encoder with its critics and
+    the prior's discriminator (the two players) resume, and the run ends with the weights and
+    metrics of a run never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import wait_until
+
+    repo = Path(__file__).resolve().parents[1]
+    args = ("with", "smoke", "dim_epochs=4", "tsne_points=50")
+
+    def start(root: Path) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(repo), "LFR_RUNS_DIR": str(root / "runs"),
+               "LFR_CHECKPOINT_DIR": str(root / "checkpoints")}  # fmt: skip
+        return subprocess.Popen([sys.executable, str(repo / "experiments" / "pretrain.py"), *args], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    reference = start(tmp_path / "reference")
+    assert reference.wait(timeout=600) == 0, reference.communicate()[1][-2000:]
+    root = tmp_path / "killed"
+    killed = start(root)
+    wait_until(lambda: list((root / "checkpoints").glob("*.pt")), "a first checkpoint", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    rerun = start(root)
+    assert rerun.wait(timeout=600) == 0, rerun.communicate()[1][-2000:]
+    ours, theirs = FileRunStore(root / "runs"), FileRunStore(tmp_path / "reference" / "runs")
+    [resumed] = [run for run in ours.runs() if run.status == "COMPLETED"]
+    assert resumed.info["resumed_from_epoch"] >= 1
+    assert ours.metrics(resumed.id) == theirs.metrics("1")  # every term of both players, per batch and per epoch
+    encoder, _ = read_encoder(ours, resumed.id)
+    expected, _ = read_encoder(theirs, "1")
+    for (name, a), b in zip(encoder.state_dict().items(), expected.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

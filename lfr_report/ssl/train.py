@@ -27,6 +27,7 @@ so BatchNorm sees each view on its own) and compute the objective.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -44,7 +45,7 @@ from tqdm.auto import tqdm
 
 from lfr_report import distributed
 from lfr_report.data import identity
-from lfr_report.errors import ConfigError, Diverged
+from lfr_report.errors import ConfigError, Diverged, StoreError
 from lfr_report.names import test_metric, train_metric
 from lfr_report.tracking import lock
 from lfr_report.tracking.observers import interrupts_deferred
@@ -59,7 +60,7 @@ LogFn = Callable[[str, float, int], None]
 Step = Callable[[Any, Tensor], Any]
 
 _RESERVED = ("epoch", "optimizer", "scheduler", "generator", "rng", "history", "last_train", "last_test", "world_size",
-             "ranks")  # fmt: skip
+             "ranks", "streams")  # fmt: skip
 
 
 @dataclass
@@ -108,6 +109,7 @@ def train_loop(
     train_mode: Callable[[], None] | None = None,
     save_every_s: float = 0.0,
     progress: bool = True,
+    streams: Mapping[str, torch.Generator] | None = None,
 ) -> LoopResult:
     """Train ``modules`` on ``step`` for ``epochs`` passes over ``data``; see the module docstring.
 
@@ -123,6 +125,8 @@ def train_loop(
     (default: ``.train()`` on each). ``modules`` are what the checkpoint saves, by name; it
     is written at the end of every epoch, or with ``save_every_s`` of the first epoch to end
     that many seconds after the last write (short epochs), and always after the last one.
+    ``streams`` are other generators ``step`` draws from (noise, prior samples): saved with
+    the checkpoint and restored from it, so a resumed run draws what an uninterrupted one would.
 
     Under torchrun (``lfr_report.distributed``) ``batch_size`` is the global batch: each
     rank takes its share of every batch of one order (drawn by rank 0), ``step`` must
@@ -165,6 +169,9 @@ def train_loop(
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
+        for name, stream in (streams or {}).items():
+            if name in state.get("streams", {}):  # checkpoints written before streams were saved lack them
+                stream.set_state(state["streams"][name])
         if "rng" in state:  # checkpoints of fit before the loop was shared lack it
             set_rng_state(state["rng"], device)
         start_epoch = state["epoch"]
@@ -246,7 +253,8 @@ def train_loop(
         due = last or time.monotonic() - saved_at >= save_every_s
         if checkpoint is not None and distributed.object_from_rank0(due):  # rank 0's clock decides for all
             saved_at = time.monotonic()
-            states = distributed.objects_of_all_ranks({"generator": generator.get_state(), "rng": rng_state(device)})
+            states = distributed.objects_of_all_ranks({"generator": generator.get_state(), "rng": rng_state(device),
+                                                       "streams": {k: g.get_state() for k, g in (streams or {}).items()}})  # fmt: skip
             if rank == 0:
                 _save_atomic(
                     {
@@ -521,6 +529,20 @@ def _save_atomic(obj: object, path: Path) -> None:
         with os.fdopen(fd, "wb") as file, interrupts_deferred():
             torch.save(obj, file)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError) and _disk_full(exc):  # torch.save wraps the OSError
+            raise StoreError(f"cannot write checkpoint {path}: no space left on its disk; free some, or set "
+                             "LFR_CHECKPOINT_DIR to a folder on another disk, and run the same command again") from None  # fmt: skip
         raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a full disk or an exceeded quota."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
