@@ -113,3 +113,15 @@ def test_a_global_batch_must_divide_among_the_processes(monkeypatch):
     with pytest.raises(ConfigError, match=r"^batch_size=63 \(the global batch\) does not divide among 2 processes"):
         distributed.check_launch("vicreg.py", True, 63)
     distributed.check_launch("vicreg.py", True, 64)
+
+
+def test_a_diverging_run_under_torchrun_stops_every_rank_failed_in_one_line(isolated):
+    """A learning rate that makes the loss non-finite: the logged terms are the ranks' means, so every
+    rank sees the same NaN at the same step and stops; the one run is FAILED with the loop's line."""
+    done = torchrun("experiments/vicreg.py", "with", "smoke", "data.train_size=256", "tsne_points=64", "lr=1e30")
+    assert done.returncode != 0
+    (run,) = FileRunStore(isolated / "runs").runs()
+    assert run.status == "FAILED" and run.info["world_size"] == 2
+    trace = "".join(json.loads((isolated / "runs" / run.id / "run.json").read_text())["fail_trace"])
+    assert "Diverged: training diverged at epoch 1" in trace and "(a learning rate too high?)" in trace
+    assert "Traceback" not in done.stderr.strip().splitlines()[-1]

@@ -33,6 +33,7 @@ from helpers import report_numbers, skip_or_fail
 from lfr_report import cli
 from lfr_report.registry import REPORTS
 from lfr_report.report.spec import Need
+from lfr_report.running import launch as launch_module
 from lfr_report.running.launch import Launch, RunFailed, SlurmSettings, launch, plan
 from lfr_report.tracking.store import FileRunStore, MongoRunStore
 
@@ -201,6 +202,29 @@ def test_slurm_settings_from_a_file_and_options(tmp_path):
         SlurmSettings.read(config)
 
 
+def test_the_command_lines_slurm_options_and_setup_lines_reach_the_job_script(tmp_path):
+    config = tmp_path / "slurm.toml"
+    config.write_text(
+        '[slurm]\nsetup = ["module load cuda/12", "source /opt/lfr/env.sh"]\n[slurm.extra]\naccount = "lab"\n'
+    )
+    args = cli.parser().parse_args(["report", "vicreg", "--executor", "slurm", "--slurm-config", str(config),
+                                    "--partition", "gpu", "--gpus-per-job", "1", "--cpus-per-job", "4",
+                                    "--mem-gb", "12.5", "--time-min", "30", "--signal-delay-s", "90"])  # fmt: skip
+    how = cli._launch_settings(args)
+    executor = launch_module._executor(how, tmp_path / "%j", slot=0)
+    script = executor._make_submission_file_text("python -u -m submitit.core._submit JOB", "uid")
+    sbatch = {
+        line.split("=", 1)[0]: line.split("=", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH")
+    }
+    assert sbatch["#SBATCH --partition"] == "gpu" and sbatch["#SBATCH --gpus-per-node"] == "1"
+    assert sbatch["#SBATCH --cpus-per-task"] == "4" and sbatch["#SBATCH --mem"] == "12.5G"
+    assert sbatch["#SBATCH --time"] == "30" and sbatch["#SBATCH --signal"] == "USR2@90"
+    assert sbatch["#SBATCH --account"] == "lab"
+    lines = script.splitlines()
+    setup = [lines.index("module load cuda/12"), lines.index("source /opt/lfr/env.sh")]
+    assert setup == sorted(setup) and setup[-1] < next(i for i, line in enumerate(lines) if "srun" in line)
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
@@ -248,6 +272,39 @@ def test_slurm_executor_records_over_the_wire_and_gives_the_inline_report(test_r
     wire = MongoRunStore.from_url(mongo_url)
     assert sorted(r.status for r in wire.runs()) == ["COMPLETED"] * 3
     assert {r.info["device"] for r in wire.runs()} == {"cpu (1 thread)"}  # the config's threads, not the job's CPUs
+
+
+def test_jobs_recording_into_another_store_stop_the_report_saying_so(test_report, monkeypatch):
+    """A job whose settings name another store (here: its LFR_RUNS_DIR) completes its run there;
+    the launcher, finding no completed run in its own store, stops with the line that says why."""
+    store = use_file_store(monkeypatch, test_report)
+    elsewhere = test_report / "elsewhere"
+    theirs = launch_module.worker_environment
+    monkeypatch.setattr(launch_module, "worker_environment", lambda: {**theirs(), "LFR_RUNS_DIR": str(elsewhere)})
+    with pytest.raises(RunFailed) as failed:
+        launch(launch_report.REPORT, store, "smoke", Launch("local", 1, test_report / "jobs"))
+    assert str(failed.value) == (
+        f"run encoder (`experiments/vicreg.py with smoke`) finished, but {store.location} holds no completed run of "
+        "its config: do the jobs record into the same store (LFR_MONGO_URL, or LFR_RUNS_DIR on a shared path)?"
+    )
+    assert store.runs() == [] and [r.status for r in FileRunStore(elsewhere).runs()] == ["COMPLETED"]
+
+
+def test_a_failing_slurm_job_stops_the_report_with_its_error_in_one_line(test_report, slurm, monkeypatch):
+    monkeypatch.setenv("SLURM_CONF", str(slurm))
+    store = use_file_store(monkeypatch, test_report)
+    broken = dataclasses.replace(launch_report.REPORT, needs=lambda scale: [
+        Need("broken", "vicreg", [scale], {"data.name": "cifar10"}),  # no CIFAR-10 in the test's data folder
+    ])  # fmt: skip
+    how = Launch("slurm", 1, test_report / "jobs", SlurmSettings(time_min=10, cpus_per_job=1))
+    with pytest.raises(RunFailed) as failed:
+        launch(broken, store, "smoke", how)
+    message = str(failed.value)
+    assert message.startswith("run broken failed: `experiments/vicreg.py with smoke data.name=cifar10`: DataError: ")
+    assert "cifar10" in message.split("`: ")[1] and "\n" not in message
+    log = Path(message.rsplit("log: ", 1)[1])
+    assert log.is_file() and "cifar10" in log.read_text()  # the job's own log, on the shared path
+    assert [r.status for r in store.runs()] == ["FAILED"]
 
 
 def test_slurm_refusing_the_jobs_is_an_error_and_runs_nothing(test_report, slurm, monkeypatch, capsys):

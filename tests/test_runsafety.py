@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import wait_until
+from helpers import skip_or_fail, wait_until
 from sacred.observers import FileStorageObserver
 
 from lfr_report.data import DATASETS, identity, load_dataset
@@ -250,6 +250,37 @@ def test_lfr_report_stopped_mid_run_exits_130_leaving_the_run_interrupted_and_th
     resumed = [r for r in FileRunStore(isolated / "runs").runs() if r.status == "COMPLETED"]
     assert len(resumed) == 1 and resumed[0].info["resumed_from_epoch"] >= 1
     assert out.read_bytes().startswith(b"%PDF") and b"an earlier build" not in out.read_bytes()
+
+
+def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_checkpoint(isolated):
+    """Checkpoints on a 64 KiB tmpfs: the first epoch's checkpoint does not fit. The run stops
+    FAILED with one line naming the file and the fix, nothing half-written stays to be resumed
+    from, and the same command with room completes."""
+    small = isolated / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True,
+                             text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        skip_or_fail(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        args = ("with", "smoke", "data.train_size=128", "data.test_size=64", "tsne_points=50")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LFR_CHECKPOINT_DIR": str(small)}
+        done = subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *args], cwd=isolated, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert "cannot write checkpoint " + str(small) in last and "no space left on its disk" in last, last
+        assert "LFR_CHECKPOINT_DIR" in last
+        assert _statuses(isolated / "runs") == ["FAILED"]
+        assert not [p.name for p in small.iterdir() if not p.name.endswith(".lock")]  # no checkpoint, no temporary
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    again = subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *args], cwd=isolated,
+                           env={**env, "LFR_CHECKPOINT_DIR": str(isolated / "checkpoints")}, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
 
 
 _REPORT_EIGENMAPS = """
