@@ -23,16 +23,17 @@ def test_convnet_flatten_head_sees_the_whole_last_feature_map():
     assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 8)
 
 
-@pytest.mark.parametrize("arch", [
-    encoder_arch("convnet", 1, 16, 28, (8, 16), "flatten"),
-    encoder_arch("convnet", 3, 8, 32, (4, 8, 16), "avg"),
-    encoder_arch("resnet20", 3, 8, 32, (4, 8, 16), "avg"),
+@pytest.mark.parametrize("args", [
+    ("convnet", 1, 16, 28, (8, 16), "flatten"),
+    ("convnet", 3, 8, 32, (4, 8, 16), "avg"),
+    ("resnet20", 3, 8, 32, (4, 8, 16), "avg"),
 ])  # fmt: skip
-def test_encoder_arch_rebuilds_the_same_network(arch, tmp_path):
-    """What a run stores (the description as JSON, the weights) rebuilds a network that computes
-    the same function; another description is another network, whose weights do not fit."""
+def test_encoder_arch_rebuilds_the_same_network(args, tmp_path):
+    """What a run stores (``encoder_arch`` as JSON, the weights) rebuilds the network it trained,
+    computing the same function; another description is another network, whose weights do not fit."""
     torch.manual_seed(0)
-    original = build_encoder(**arch).eval()
+    original = build_encoder(*args).eval()  # the network as the experiment built it
+    arch = encoder_arch(*args)
     torch.save({"arch": json.loads(json.dumps(arch)), "state_dict": original.state_dict()}, tmp_path / "encoder.pt")
     saved = torch.load(tmp_path / "encoder.pt")
     torch.manual_seed(1)  # other initial weights: only the loaded ones can make the outputs equal
@@ -40,7 +41,7 @@ def test_encoder_arch_rebuilds_the_same_network(arch, tmp_path):
     rebuilt.load_state_dict(saved["state_dict"])
     x = torch.randn(2, arch["in_channels"], arch["image_size"], arch["image_size"])
     assert torch.equal(rebuilt.eval()(x), original(x))
-    wider = build_encoder(**{**saved["arch"], "widths": [2 * w for w in arch["widths"]]})
+    wider = build_encoder(**{**saved["arch"], "widths": [2 * w for w in args[4]]})
     with pytest.raises(RuntimeError, match="size mismatch"):
         wider.load_state_dict(original.state_dict())
 
