@@ -3,6 +3,7 @@ configuration, stale runs shown as such, SIGTERM in one line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -252,21 +253,35 @@ def test_lfr_report_stopped_mid_run_exits_130_leaving_the_run_interrupted_and_th
     assert out.read_bytes().startswith(b"%PDF") and b"an earlier build" not in out.read_bytes()
 
 
-def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_checkpoint(isolated):
-    """Checkpoints on a 64 KiB tmpfs: the first epoch's checkpoint does not fit. The run stops
-    FAILED with one line naming the file and the fix, nothing half-written stays to be resumed
-    from, and the same command with room completes."""
-    small = isolated / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True,
+@contextlib.contextmanager
+def _small_disk(folder: Path, size: str):
+    """``folder`` as a tmpfs of ``size`` (needs root): a disk that fills."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
                              text=True)  # fmt: skip
     if mounted.returncode != 0:
         skip_or_fail(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
-        args = ("with", "smoke", "data.train_size=128", "data.test_size=64", "tsne_points=50")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "LFR_CHECKPOINT_DIR": str(small)}
-        done = subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *args], cwd=isolated, env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+SMALL_VICREG = ("with", "smoke", "data.train_size=128", "data.test_size=64", "tsne_points=50")
+
+
+def _vicreg(isolated: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *SMALL_VICREG], cwd=isolated,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_checkpoint(isolated):
+    """Checkpoints on a 64 KiB tmpfs: the first epoch's checkpoint does not fit. The run stops
+    FAILED with one line naming the file and the fix, nothing half-written stays to be resumed
+    from, and the same command with room completes."""
+    with _small_disk(isolated / "small", "64k") as small:
+        done = _vicreg(isolated, LFR_CHECKPOINT_DIR=str(small))
         assert done.returncode == 1, done.stderr[-2000:]
         assert "Traceback" not in done.stderr, done.stderr[-2000:]
         last = done.stderr.strip().splitlines()[-1]
@@ -274,13 +289,25 @@ def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_
         assert "LFR_CHECKPOINT_DIR" in last
         assert _statuses(isolated / "runs") == ["FAILED"]
         assert not [p.name for p in small.iterdir() if not p.name.endswith(".lock")]  # no checkpoint, no temporary
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
-    again = subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *args], cwd=isolated,
-                           env={**env, "LFR_CHECKPOINT_DIR": str(isolated / "checkpoints")}, capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+    again = _vicreg(isolated)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
+
+
+def test_a_runs_disk_that_fills_while_the_run_is_recorded_never_leaves_it_completed(isolated):
+    """The run store on a 300 KiB tmpfs: the run's sources and record fit, its encoder.pt does not.
+    Sacred would drop the failed observer with a warning and still record COMPLETED (exit 0), a run
+    with a cut artifact that a report would reuse; it is recorded FAILED, in one line, exit 1."""
+    with _small_disk(isolated / "small", "300k") as small:
+        done = _vicreg(isolated, LFR_RUNS_DIR=str(small))
+        assert done.returncode == 1, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: could not record the run's artifact (") and "No space left on device" in last
+        assert "it is recorded FAILED: free space where runs are stored" in last, last
+        assert _statuses(small) == ["FAILED"]
+        assert FileRunStore(small).runs()[0].status == "FAILED"  # what a report sees: not a run to reuse
+    again = _vicreg(isolated)
+    assert again.returncode == 0 and _statuses(isolated / "runs") == ["COMPLETED"], again.stderr[-2000:]
 
 
 _REPORT_EIGENMAPS = """

@@ -114,24 +114,42 @@ def interrupts_deferred() -> Iterator[None]:
 
 class WritesUninterrupted:
     """An observer whose writes finish before Ctrl-C or SIGTERM act on them (the signal is held
-    during each ``*_event`` call, then acts as usual).
+    during each ``*_event`` call, then acts as usual), and whose lost writes are not forgotten.
 
     Sacred's file store writes ``run.json`` in place: torchrun's SIGTERM to rank 0, arriving
     while rank 0 recorded its FAILED status, cut that write and left an empty ``run.json``
     (seen in CI), a run no store could read. ``new_experiment`` wraps every observer of a run
-    in this once the run has started."""
+    in this once the run has started.
+
+    Sacred stops calling an observer whose write failed (a full disk while an artifact or the
+    metrics were written) with a warning, and then still records the run COMPLETED: a run with a
+    cut artifact or no metrics that a report would reuse. Here the first lost write is kept in
+    ``lost``, the run is recorded FAILED with it instead of COMPLETED, and ``run_commandline``
+    ends with one line and exit status 1."""
+
+    FINAL = ("completed_event", "failed_event", "interrupted_event")
 
     def __init__(self, observer: RunObserver) -> None:
         self.observer = observer
+        self.lost: str | None = None
 
     def __getattr__(self, name: str):
         attribute = getattr(self.observer, name)
-        if not (name.endswith("_event") and callable(attribute)):
+        if not ((name.endswith("_event") or name == "log_metrics") and callable(attribute)):
             return attribute
 
         def held(*args, **kwargs):
             with interrupts_deferred():
-                return attribute(*args, **kwargs)
+                if name == "completed_event" and self.lost:
+                    return self.observer.failed_event(fail_time=kwargs.get("stop_time", args[0] if args else None),
+                                                      fail_trace=[f"lfr_report.errors.StoreError: {self.lost}\n"])  # fmt: skip
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as exc:
+                    if name not in self.FINAL and self.lost is None:
+                        what = name.removesuffix("_event").replace("_", " ")
+                        self.lost = f"could not record the run's {what} ({exc}); it is recorded FAILED"
+                    raise
 
         return held
 
@@ -166,7 +184,12 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
             sys.exit(1)
     try:
         with sigterm_as_interrupt():
-            ex.run_commandline(argv)
+            run = ex.run_commandline(argv)
+        lost = [o.lost for o in getattr(run, "observers", []) if isinstance(o, WritesUninterrupted) and o.lost]
+        if lost:
+            print(f"error: {lost[0]}: free space where runs are stored (or set LFR_RUNS_DIR / LFR_MONGO_URL) and "
+                  "run the same command again", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
     except KeyboardInterrupt as exc:  # Sacred has recorded the run INTERRUPTED; its traceback says nothing more
         print(f"{ex.path}: interrupted ({exc or 'Ctrl-C'}); the run is recorded INTERRUPTED and the same command "
               "resumes it from its last checkpoint", file=sys.stderr)  # fmt: skip
