@@ -230,3 +230,13 @@ def write_tiny_imagenet(root: Path, per_class: int = 1, val: int = 200) -> np.nd
     formats.write_tiny_imagenet(root, wnids, [f"thing {k}, another name" for k in range(200)], train,
                                 (patterned_images(val, (3, 64, 64), seed=31)[0], val_labels))  # fmt: skip
     return val_labels
+
+
+def noisy_flipped_view(images, generator):
+    """A view of a batch for the two-view learning tests: Gaussian noise (std 0.3) and a random
+    horizontal flip per image, drawn from ``generator``."""
+    import torch
+
+    noisy = images + 0.3 * torch.randn(images.shape, generator=generator)
+    flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
+    return torch.where(flip, noisy.flip(-1), noisy)

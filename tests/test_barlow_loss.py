@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers import noisy_flipped_view
 from lightly.loss import BarlowTwinsLoss
 
 from lfr_report.ssl.barlow import EPS, BarlowTerms, barlow_twins_loss
@@ -141,9 +142,7 @@ def test_loss_falls_over_20_steps():
     generator = torch.Generator().manual_seed(0)
 
     def view():
-        noisy = images + 0.3 * torch.randn(images.shape, generator=generator)
-        flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
-        return torch.where(flip, noisy.flip(-1), noisy)
+        return noisy_flipped_view(images, generator)
 
     losses = []
     for _ in range(20):

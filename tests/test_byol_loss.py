@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from helpers import noisy_flipped_view
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.utils import update_momentum
 from lightly.utils.scheduler import cosine_schedule
@@ -204,9 +205,7 @@ def test_loss_falls_over_20_steps_with_an_ema_target():
     generator = torch.Generator().manual_seed(0)
 
     def view():
-        noisy = images + 0.3 * torch.randn(images.shape, generator=generator)
-        flip = torch.rand(len(images), 1, 1, 1, generator=generator) < 0.5
-        return torch.where(flip, noisy.flip(-1), noisy)
+        return noisy_flipped_view(images, generator)
 
     history = []
     for step in range(20):
