@@ -91,7 +91,7 @@ def smoke():
     anomaly_data = "digits"  # always present: scikit-learn's 8x8 digits, resized
     silhouette_points = 300
     tsne_points = 200
-    probe = {"epochs": 10}
+    probe = {"epochs": 10, "batch_size": 64}  # dozens of steps on smoke's few hundred features (the default 1,024 is one step an epoch)
 
 
 @ex.named_config

@@ -56,7 +56,7 @@ def smoke():
     data = {"name": "synthetic"}
     images = 400
     components = 16
-    probe = {"epochs": 10}
+    probe = {"epochs": 10, "batch_size": 64}  # dozens of steps on smoke's few hundred features (the default 1,024 is one step an epoch)
 
 
 @ex.named_config

@@ -108,7 +108,7 @@ def smoke():
     images_seen = 640
     batch_size = 64
     probe_seeds = [0, 1]
-    probe = {"epochs": 10}
+    probe = {"epochs": 10, "batch_size": 64}  # dozens of steps on smoke's few hundred features (the default 1,024 is one step an epoch)
     knn_k = 20
     tsne_points = 64
     log_every = 5

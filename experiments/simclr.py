@@ -90,7 +90,7 @@ def smoke():
     batch_size = 64
     transfer = "synthetic"
     probe_seeds = [0, 1]
-    probe = {"epochs": 10}
+    probe = {"epochs": 10, "batch_size": 64}  # dozens of steps on smoke's few hundred features (the default 1,024 is one step an epoch)
 
 
 @ex.named_config

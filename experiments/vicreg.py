@@ -97,7 +97,7 @@ def smoke():
     epochs = 1
     batch_size = 64
     tsne_points = 200
-    probe = {"epochs": 10}
+    probe = {"epochs": 10, "batch_size": 64}  # dozens of steps on smoke's few hundred features (the default 1,024 is one step an epoch)
 
 
 @ex.named_config

@@ -43,7 +43,8 @@ def test_experiment_records_metrics_and_artifacts_over_the_wire(mongo_url, isola
     assert f"MongoDB database '{store.db.name}', run {run.id}" in done.stdout
     assert run.config["scale"] == "smoke" and run.info["device"].startswith("cpu")
     metrics = store.metrics(run.id)
-    assert metrics["train_loss"].steps == list(range(8)) and 0 <= metrics["probe_test_accuracy"].values[-1] <= 1
+    assert metrics["train_loss"].steps == list(range(8))
+    assert metrics["probe_test_accuracy"].values[-1] >= 0.3  # chance is 0.1; 0.51 here
     encoder, arch = read_encoder(store, run.id)
     assert arch["dim"] == 16 and sum(p.numel() for p in encoder.parameters()) > 0
     doc = store.db.runs.find_one({"_id": int(run.id)})

@@ -49,7 +49,7 @@ def test_no_generated_neighbours_run_uses_the_vicreg_run(runs):
     assert run.config["epochs"] == 1
     metrics = store.metrics(run.id)
     assert len(metrics["train_loss"].values) == 512 // 64 and "test_loss" in metrics
-    assert 0 <= metrics["probe_test_accuracy"].values[-1] <= 1
+    assert metrics["probe_test_accuracy"].values[-1] >= 0.3  # chance is 0.1; 0.53 here
 
 
 def test_no_variance_run_sets_mu_to_zero(runs):
@@ -66,7 +66,7 @@ def test_eigenmaps_run_records_a_transductive_embedding_and_its_probe(runs):
     assert len(eigenmap["probe_scored"]) == 80  # 20% of the 400 embedded images score the probe
     assert run.info["graph_components"] == 1
     assert read_npz(store, run.id, "eigenmap_tsne.npz")["tsne"].shape == (400, 2)
-    assert 0 <= store.metrics(run.id)["probe_test_accuracy"].values[-1] <= 1
+    assert store.metrics(run.id)["probe_test_accuracy"].values[-1] >= 0.8  # chance is 0.1; 0.97 here (transductive)
 
 
 def test_downstream_runs_name_their_encoder_and_store_their_figures(runs):

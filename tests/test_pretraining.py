@@ -4,6 +4,7 @@ Sacred, and the report built from those runs."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -53,7 +54,13 @@ def test_pretraining_runs_log_each_term_per_batch_and_store_a_usable_encoder(pre
     for term in (*TERMS, "loss"):
         assert len(metrics[names.train_metric(term)].values) == batches
         assert len(metrics[names.test_metric(term)].values) == dim.config["dim_epochs"]
-    assert all(-2.0 < v <= 0.0 for t in ("global_mi", "local_mi") for v in metrics[names.train_metric(t)].values)
+    # The JSD estimator starts near -2 log 2 (critics that score every pair alike) and is at most 0; the global
+    # term, which the encoder and its critic learn first, rises within the one smoke epoch (-1.397 -> -1.309 here).
+    for term in ("global_mi", "local_mi", "prior"):
+        values = metrics[names.train_metric(term)].values
+        assert values[0] == pytest.approx(-2 * math.log(2), abs=0.05) and max(values) <= 0.0, (term, values)
+    global_mi = metrics[names.train_metric("global_mi")].values
+    assert global_mi[-1] - global_mi[0] >= 0.03, global_mi
     assert set(store.metrics(dae.id)) == {names.train_metric("loss"), names.test_metric("loss")}
     encoder, arch = read_encoder(store, dim.id)
     assert arch["dim"] == dim.config["encoder_dim"] and encoder(torch.zeros(2, *arch_shape(arch))).shape == (2, 16)

@@ -27,7 +27,7 @@ def test_smoke_run_pretrains_and_evaluates_over_every_probe_seed(isolated):
     metrics = store.metrics(str(run._id))
     assert metrics["train_loss"].steps == list(range(8)) and metrics["test_top1"].steps == [8]
     accuracies = metrics["transfer_probe_test_accuracy"]
-    assert accuracies.steps == [0, 1] and all(0 <= a <= 1 for a in accuracies.values)
+    assert accuracies.steps == [0, 1] and all(0.6 <= a <= 1 for a in accuracies.values)  # chance 0.1; 0.93 here
     assert run.result["transfer_probe_test_accuracy_mean"] == pytest.approx(sum(accuracies.values) / 2)
     encoder, arch = read_encoder(store, str(run._id))
     assert arch["pool"] == "avg" and arch["dim"] == 16 and encoder.dim == 16

@@ -36,8 +36,11 @@ def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
     for term in ("loss", "invariance", "variance", "covariance"):
         assert metrics[f"train_{term}"].steps == list(range(steps))
         assert metrics[f"test_{term}"].steps == [steps]
-    for name in ("probe_test_accuracy", "pixels_probe_test_accuracy"):
-        assert 0.0 <= metrics[name].values[-1] <= 1.0
+    # Ten classes: chance is 10%. A probe that does not learn stays there; VICReg's features of gratings drawn at
+    # random phases beat the raw pixels, which the pixel probe fits (train) without generalising much (51% / 18% here).
+    probe, pixels = metrics["probe_test_accuracy"].values[-1], metrics["pixels_probe_test_accuracy"].values[-1]
+    assert probe >= 0.3 and pixels >= 0.13 and probe >= pixels + 0.1, (probe, pixels)
+    assert metrics["pixels_probe_train_accuracy"].values[-1] >= 0.9
     features = read_npz(store, run.id, "test_representations.npz")
     assert features["features"].shape == (256, 16) and features["labels"].shape == (256,)
     maps = read_npz(store, run.id, "test_embedding_2d.npz")
