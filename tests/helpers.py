@@ -41,9 +41,9 @@ def wait_until(happened: Callable[[], object], what: str, proc=None, ceiling_s: 
     deadline = time.monotonic() + ceiling_s
     while not happened():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"the process ended ({proc.returncode}) before {what}: {proc.communicate()[1][-2000:]}"
-            )
+            err = proc.communicate()[1] or ""  # None where stderr was not piped
+            err = err.decode(errors="replace") if isinstance(err, bytes) else err
+            raise AssertionError(f"the process ended ({proc.returncode}) before {what}: {err[-2000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {ceiling_s:g} s")
         time.sleep(0.02)

@@ -21,7 +21,7 @@ from pathlib import Path
 from lfr_report.tracking.local_stack import free_port
 
 BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel")
-START_TIMEOUT_S = 30
+START_TIMEOUT_S = 120  # a ceiling: the wait ends when sinfo says idle, or at once when a daemon dies
 DRAIN_TIMEOUT_S = 30
 
 SLURM_CONF = """\

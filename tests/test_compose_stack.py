@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import wait_until
 from podman_host import ENV, HERE, REPO, build_images, host_problem, podman
 
 from lfr_report.tracking.local_stack import free_port
@@ -39,10 +40,7 @@ def api(tmp_path_factory) -> str:
     socket = tmp_path_factory.mktemp("podman") / "podman.sock"
     service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"], env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not socket.exists():
-        assert service.poll() is None and time.monotonic() < deadline, "podman system service did not start"
-        time.sleep(0.2)
+    wait_until(socket.exists, "podman system service's socket", service, ceiling_s=120)
     yield f"unix://{socket}"
     service.terminate()
     service.wait(timeout=30)
