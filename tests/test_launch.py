@@ -19,8 +19,8 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import launch_report
@@ -166,18 +166,25 @@ def test_a_failed_run_stops_the_report_naming_it_and_the_completed_ones_stay(tes
     assert states == {"encoder": (True, None), "retrieval": (False, 1), "anomaly": (False, 1)}
 
 
-def test_a_run_file_half_written_by_a_parallel_job_is_read_again(tmp_path, capsys):
-    """Jobs side by side read each other's run.json, which Sacred rewrites in place (truncate, write)."""
+def test_a_run_file_half_written_by_a_parallel_job_is_read_again(tmp_path, capsys, monkeypatch):
+    """Jobs side by side read each other's run.json, which Sacred rewrites in place (truncate, write).
+    The other job finishes its write while the store waits to read again: an event, not a timer."""
+    from lfr_report.tracking import store as store_module
+
     run_json = tmp_path / "1" / "run.json"
     run_json.parent.mkdir()
     whole = json.dumps({"experiment": {"name": "vicreg"}, "status": "RUNNING"})
     run_json.write_text(whole[:10])
-    writer = threading.Timer(0.3, run_json.write_text, [whole])
-    writer.start()
-    try:
+    waits = []
+
+    def the_writer_finishes_meanwhile(seconds):
+        waits.append(seconds)
+        run_json.write_text(whole)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store_module, "time", SimpleNamespace(sleep=the_writer_finishes_meanwhile))
         assert [(r.id, r.status) for r in FileRunStore(tmp_path).runs()] == [("1", "RUNNING")]
-    finally:
-        writer.join()
+    assert len(waits) == 1  # read, found half-written, waited, read again
     run_json.write_text(whole[:10])  # and one that stays broken is left out and named, not an endless wait
     capsys.readouterr()
     assert FileRunStore(tmp_path).runs() == []

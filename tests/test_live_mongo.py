@@ -108,7 +108,8 @@ def test_unknown_host_and_wrong_password_fail_fast_before_training(server, isola
             start = time.monotonic()
             with pytest.raises(StoreError, match=message):
                 connect_mongo(url)
-            assert time.monotonic() - start < MONGO_TIMEOUT_MS / 1000 + 5
+            # a ceiling, not a timing: well under pymongo's default 30 s wait, which MONGO_TIMEOUT_MS (3 s) replaces
+            assert time.monotonic() - start < 25, MONGO_TIMEOUT_MS
             done = _experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": url}, cwd=isolated)
             assert done.returncode == 1, done.stderr[-1000:]
             line = done.stderr.strip()
