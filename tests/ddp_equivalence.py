@@ -65,22 +65,23 @@ def several_steps(folder: Path) -> dict:
         x = batch.float() / 255
         return x + 0.1 * torch.randn(x.shape, generator=generator), x + 0.1 * torch.randn(x.shape, generator=generator)
 
-    def train(epochs: int, checkpoint: Path) -> tuple[torch.Tensor, list]:
+    def train(epochs: int, checkpoint: Path) -> tuple[torch.Tensor, list, object]:
         pair, logged = networks().float(), []
-        fit(encoder=pair.encoder, projector=pair.projector, objective=VICRegLoss(), make_views=views,
+        result = fit(encoder=pair.encoder, projector=pair.projector, objective=VICRegLoss(), make_views=views,
             train_images=images, test_images=images[:BATCH], optimizer=torch.optim.Adam(pair.parameters(), lr=1e-2),
             epochs=epochs, batch_size=BATCH, device=torch.device("cpu"), log=lambda *m: logged.append(m),
             generator=torch.Generator().manual_seed(0), checkpoint=checkpoint, log_every=2, progress=False)  # fmt: skip
-        return torch.cat([p.detach().flatten() for p in pair.parameters()]), logged
+        return torch.cat([p.detach().flatten() for p in pair.parameters()]), logged, result
 
-    whole, logged = train(2, folder / "whole.pt")
+    whole, logged, _ = train(2, folder / "whole.pt")
     train(1, folder / "stopped.pt")
-    resumed, _ = train(2, folder / "stopped.pt")
+    resumed, _, resumed_result = train(2, folder / "stopped.pt")
     return {
         "parameter_spread": max(
             (whole - other).abs().max().item() for other in distributed.objects_of_all_ranks(whole)
         ),
         "resume_error": (whole - resumed).abs().max().item(),
+        "resumed": [resumed_result.resumed_from_epoch, resumed_result.epochs_run],  # [1, 1]: epoch 2 only
         "train_loss_steps": [at for name, _, at in logged if name == "train_loss"],
         "test_logged": sorted({name for name, _, _ in logged if name.startswith("test_")}),
     }

@@ -60,6 +60,7 @@ def test_ranks_keep_identical_parameters_and_resume_exactly(measured):
     fit = measured[0]["fit"]
     assert fit["parameter_spread"] == 0.0
     assert fit["resume_error"] == 0.0  # stopped after epoch 1, resumed: the same weights as uninterrupted
+    assert fit["resumed"] == [1, 1]  # the second call did resume from epoch 1 and trained epoch 2 alone
     assert fit["train_loss_steps"] == list(range(6))  # 48 images / a global batch of 16, two epochs
     assert fit["test_logged"] == ["test_covariance", "test_invariance", "test_loss", "test_variance"]
 

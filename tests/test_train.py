@@ -61,9 +61,12 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path):
 
 
 def test_checkpoint_write_is_atomic(tmp_path):
-    checkpoint = tmp_path / "ck.pt"
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    checkpoint = folder / "ck.pt"
     _fit(1, checkpoint)
-    assert checkpoint.is_file() and not (tmp_path / "ck.pt.tmp").exists()
+    assert checkpoint.is_file() and torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    assert [p.name for p in folder.iterdir()] == ["ck.pt"]  # no temporary (.ck.pt.*.tmp) left beside it
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
 
 

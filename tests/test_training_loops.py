@@ -17,6 +17,8 @@ from lfr_report.evaluate.finetune import fine_tune
 from lfr_report.models import build_encoder
 from lfr_report.models.autoencoder import ConvAutoencoder
 from lfr_report.models.clip import ImageTextModel, TextEncoder
+from lfr_report.ssl import autoencoder as autoencoder_module
+from lfr_report.ssl import clip as clip_module
 from lfr_report.ssl import train
 from lfr_report.ssl.autoencoder import train_autoencoder
 from lfr_report.ssl.clip import train_clip
@@ -37,6 +39,18 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(x, y), name
 
 
+def _recorded_loops(monkeypatch, module) -> list:
+    """Each ``train_loop`` result of ``module``'s calls: where a call started and what it trained."""
+    results = []
+
+    def recorded(*args, **kwargs):
+        results.append(train_loop(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, "train_loop", recorded)
+    return results
+
+
 def _autoencoder(epochs, checkpoint=None):
     images, _ = _images(40, 0)  # 40 images, batches of 16: the last one holds 8
     test, _ = _images(16, 1)
@@ -49,11 +63,13 @@ def _autoencoder(epochs, checkpoint=None):
     return model, logged, loss
 
 
-def test_a_killed_autoencoder_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_a_killed_autoencoder_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     checkpoint = tmp_path / "ae.pt"
+    loops = _recorded_loops(monkeypatch, autoencoder_module)
     model, logged, loss = _autoencoder(2)
     _autoencoder(1, checkpoint)  # "killed" after epoch 1: only the checkpoint survives
     resumed, resumed_logged, resumed_loss = _autoencoder(2, checkpoint)
+    assert [(r.resumed_from_epoch, r.epochs_run) for r in loops] == [(0, 2), (0, 1), (1, 1)]  # it did resume
     _assert_same_weights(model, resumed)
     assert resumed_logged == logged and resumed_loss == loss  # the replayed epoch 1 included, float for float
     assert [(name, step) for name, _, step in logged] == [("train_loss", 1), ("test_loss", 1), ("train_loss", 2),
@@ -75,13 +91,15 @@ def _clip(epochs, checkpoint=None):
     return model, logged, loss
 
 
-def test_a_killed_image_text_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_a_killed_image_text_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     """Dropout draws from the global generator: the checkpoint restores it too."""
     checkpoint = tmp_path / "clip.pt"
+    loops = _recorded_loops(monkeypatch, clip_module)
     model, logged, loss = _clip(2)
     after = torch.get_rng_state()
     _clip(1, checkpoint)
     resumed, resumed_logged, resumed_loss = _clip(2, checkpoint)
+    assert [(r.resumed_from_epoch, r.epochs_run) for r in loops] == [(0, 2), (0, 1), (1, 1)]  # it did resume
     _assert_same_weights(model, resumed)
     assert resumed_logged == logged and resumed_loss == loss
     assert torch.equal(torch.get_rng_state(), after)
@@ -119,6 +137,7 @@ def test_a_killed_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path, monk
     """Two whole batches a pass, eight steps: four passes, the last one stopped by the step
     count; killed in the third pass, it resumes after the second."""
     monkeypatch.setattr(finetune, "SAVE_EVERY_S", 0.0)
+    loops = _recorded_loops(monkeypatch, finetune)
     checkpoint, whole = tmp_path / "finetune.pt", tmp_path / "uninterrupted.pt"
     encoder, result = _fine_tune(whole, frozen=frozen)
     after = torch.get_rng_state()
@@ -126,6 +145,7 @@ def test_a_killed_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path, monk
         _fine_tune(checkpoint, kill_after=5, frozen=frozen)
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
     resumed, resumed_result = _fine_tune(checkpoint, frozen=frozen)
+    assert [(r.resumed_from_epoch, r.epochs_run) for r in loops] == [(0, 4), (2, 2)]  # the killed call returned none
     _assert_same_weights(encoder, resumed)
     assert resumed_result == result and result.steps == 8
     assert torch.equal(torch.get_rng_state(), after)
