@@ -85,7 +85,14 @@ def test_the_image_text_run_logs_probe_zero_shot_and_retrieval(ae_runs):
     metrics = store.metrics(run.id)
     assert metrics["train_loss"].steps == [1, 2] and metrics["test_loss"].steps == [1, 2]
     assert metrics["probe_accuracy"].steps == [0, 1]
+    assert metrics["zero_shot_accuracy"].steps == [0] and run.result["zero_shot_accuracy"] == pytest.approx(
+        metrics["zero_shot_accuracy"].values[0]
+    )
+    assert metrics["zero_shot_accuracy"].values[0] >= 0.25  # 10 captions to choose from: chance 0.1; 0.43 here
     retrieval = read_npz(store, run.id, "retrieval.npz")
+    named = retrieval["named_class"] >= 0  # the queries naming a class: precision is the share of it in their top k
+    precision = (retrieval["labels"][named] == retrieval["named_class"][named][:, None]).mean(axis=1).mean()
+    assert metrics["retrieval_precision"].values == [pytest.approx(precision)] and precision >= 0.25  # 0.46 here
     queries = len(run.config["queries"]) + 10  # one per class, then the free-text ones
     assert retrieval["index"].shape == (queries, run.config["top_k"])
     assert retrieval["images"].shape[:2] == (queries, run.config["top_k"])

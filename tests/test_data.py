@@ -25,8 +25,11 @@ def test_fashion_mnist_in_torchvision_layout_is_read(isolated):
 
 
 def test_uncompressed_idx_files_are_read_too(isolated):
-    write_idx_dataset(isolated / "data" / "MNIST" / "raw", gz=False)
-    assert load_dataset("mnist", "train").images.shape == (6, 1, 28, 28)
+    arrays = write_idx_dataset(isolated / "data" / "MNIST" / "raw", gz=False)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        loaded = load_dataset("mnist", split)
+        np.testing.assert_array_equal(loaded.images[:, 0].numpy(), arrays[f"{prefix}-images-idx3-ubyte"])
+        np.testing.assert_array_equal(loaded.labels.numpy(), arrays[f"{prefix}-labels-idx1-ubyte"])
 
 
 def test_truncated_gzip_is_a_one_line_data_error(isolated):
@@ -176,7 +179,8 @@ def test_the_installed_mnist_has_the_official_class_counts(split):
 def test_synthetic_is_deterministic_and_balanced():
     a, b = load_dataset("synthetic"), load_dataset("synthetic")
     assert (a.images == b.images).all()
-    assert np.bincount(a.labels.numpy()).min() >= 200
+    n = len(a)  # labels are 0..9 repeated, then shuffled: each class n // 10 or one more
+    assert np.bincount(a.labels.numpy()).tolist() == [n // 10 + (k < n % 10) for k in range(10)]
 
 
 def test_subset_is_seeded_and_sorted():

@@ -193,14 +193,22 @@ def test_the_epoch_loop_logs_each_epoch_per_task_and_refits_the_final_d():
     schedule = Schedule(epochs=3, batch_size=16, lr=1e-3, lr_decay="cosine", rho=1.0, rho_max=10.0, eval_every=2,
                         retrain_steps=5, retrain_lr=1e-3, eval_seeds=2, snapshots=2)  # fmt: skip
     logged: dict[str, list] = {}
-    history, final = distill(distiller, tasks, schedule, 0, lambda name, value, step=None: logged.setdefault(
-        name, []).append(step))  # fmt: skip
+    values: dict[str, list] = {}
+
+    def log(name, value, step=None):
+        logged.setdefault(name, []).append(step)
+        values.setdefault(name, []).append(value)
+
+    history, final = distill(distiller, tasks, schedule, 0, log)
     assert logged["outer_loss"] == logged["rho"] == logged["recon_error_D"] == [1, 2, 3]
     assert logged["course_test_accuracy_halves"] == logged["course_test_accuracy_other"] == [1, 2, 3]
     assert logged["retrained_test_accuracy_other"] == [1, 2, 3]  # every eval_every epochs, the first and the last
     assert logged["final_retrained_test_accuracy_halves"] == [0, 1]  # one per refit seed
     assert sorted(history) == [0, 1, 3] and set(final) == {"halves", "other"}
-    assert distiller.optimizer.param_groups[0]["lr"] < 1e-3  # the cosine decay
+    # rho grows geometrically from 1 to 10 over the 3 epochs; the cosine decay sets epoch 3's lr to
+    # 0.5 * 1e-3 * (1 + cos(2 pi / 3)) = 2.5e-4 (it reaches 0 only after the last epoch)
+    assert values["rho"] == pytest.approx([1.0, 10**0.5, 10.0])
+    assert distiller.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
 
 
 @pytest.mark.parametrize("solver", ["value", "implicit"])

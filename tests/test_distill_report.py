@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import build_session_store, pdf_text
 
@@ -48,6 +49,7 @@ def test_a_run_logs_both_protocols_per_epoch_and_saves_D(distill_runs):
     saved = read_npz(store, run.id, "distilled.npz")
     assert saved["D"].shape == (100, 784) and saved["W"].shape == (784, run.config["hidden"])
     assert list(saved["snapshot_epochs"]) == [0, 1, 2] and saved["snapshots"].shape == (3, 100, 784)
+    assert np.array_equal(saved["snapshots"][-1], saved["D"]) and not np.array_equal(saved["snapshots"][0], saved["D"])
 
 
 def test_report_answers_what_the_assignment_asks_from_the_runs(distill_runs, isolated):

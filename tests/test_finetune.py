@@ -90,6 +90,9 @@ def test_a_run_logs_every_fraction_once_per_seed(simclr_runs):
         assert pretrained.result[f"test_accuracy_{key}_mean"] == pytest.approx(
             sum(metrics[f"test_accuracy_{key}"].values) / 2)  # fmt: skip
     # the same labelled images and training length for both inits, different starting weights
+    assert {k: v for k, v in scratch.config.items() if k != "init"} == {
+        k: v for k, v in pretrained.config.items() if k != "init"
+    }
     assert store.metrics(scratch.id)["test_accuracy_100pct"].values != metrics["test_accuracy_100pct"].values
 
 

@@ -154,7 +154,7 @@ def test_every_method_run_records_its_curve_evaluations_encoder_and_timing(metho
         assert metrics["train_loss"].steps == list(range(steps)), name
         assert {f"train_{term}" for term in TERMS[name]} <= set(metrics), name
         probes, seen = metrics[names.PROBE_TEST_ACCURACY], steps * run.config["batch_size"]
-        assert probes.steps == [0, 1]
+        assert probes.steps == [0, 1] and min(probes.values) >= 0.4, name  # chance: 0.1; 0.63 to 0.85 here
         assert run.result["probe_test_accuracy_mean"] == pytest.approx(sum(probes.values) / 2)
         knn = metrics[names.KNN_TEST_ACCURACY].values[-1]
         assert run.result[names.KNN_TEST_ACCURACY] == knn > 0.2, name  # chance: 0.1

@@ -86,6 +86,27 @@ def test_downstream_runs_name_their_encoder_and_store_their_figures(runs):
     assert clustering["centres_tsne"].shape == (10, 2) and clustering["tsne"].shape == (200, 2)
 
 
+def test_downstream_numbers_are_those_of_their_stored_results_and_above_chance(runs):
+    """Each headline number recomputed from the run's own artifact, and above what chance gives
+    (10 classes: 0.1 for retrieval, 0.5 for the AUC, 0 for the adjusted Rand index)."""
+    from sklearn.metrics import roc_auc_score
+
+    store, found = runs
+    for model in ("vicreg", "no_neighbours"):
+        run = found[f"{model}_retrieval"]
+        retrieval = read_npz(store, run.id, "retrieval.npz")
+        same = (retrieval["nearest_labels"] == retrieval["query_labels"][:, None]).mean()
+        assert store.metrics(run.id)["retrieval_nearest_same_class"].values == [pytest.approx(same)]
+        assert same >= 0.5, model  # 0.94 and 1.0 here
+        run = found[f"{model}_anomaly"]
+        anomaly = read_npz(store, run.id, "anomaly.npz")
+        auc = roc_auc_score(anomaly["labels"], anomaly["scores"])
+        assert store.metrics(run.id)["anomaly_auc"].values == [pytest.approx(auc)]
+        assert auc >= 0.75, model  # 1.0 and 0.91 here: digits are far from gratings
+        clustering = store.metrics(found[f"{model}_clustering"].id)
+        assert clustering["adjusted_rand"].values[0] >= 0.05 and 0 < clustering["silhouette"].values[0] <= 1, model
+
+
 def _config(experiment, named, updates):
     from lfr_report.running.runner import expected_config
 

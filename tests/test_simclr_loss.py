@@ -71,7 +71,7 @@ def test_loss_falls_and_views_find_their_partner_over_20_steps():
         optimizer.step()
         history.append((terms.loss.item(), terms.top1.item()))
     assert history[-1][0] < history[0][0] - 0.3
-    assert history[-1][1] > history[0][1]
+    assert history[-1][1] > history[0][1] and history[-1][1] >= 0.8  # top-1 among 63 candidates: chance 1.6 %
 
 
 def test_bad_inputs_are_clear_errors():
