@@ -12,7 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import skip_or_fail
 
+from lfr_report.errors import LfrError
 from lfr_report.tracking.local_stack import (
     ensure_metric_columns,
     free_port,
@@ -42,11 +44,11 @@ def chromium(url: str, profile: Path, *args: str) -> str:
 
 def test_omniboard_lists_our_runs_with_their_metrics(smoke_runs, tmp_path):
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        pytest.skip("Chromium is not installed (make test-stack installs Debian's chromium)")
+        skip_or_fail("Chromium is not installed (make test-stack installs Debian's chromium)")
     try:
         install_omniboard(REPO / ".omniboard")
-    except Exception as exc:
-        pytest.skip(f"Omniboard could not be installed: {exc}")
+    except LfrError as exc:  # no npm: a missing tool (any other error is lfr's to fix, not a reason to skip)
+        skip_or_fail(f"Omniboard could not be installed: {exc}")
     mongo = board = None
     try:
         mongo = start_local_mongo(free_port(), tmp_path / "db", log=tmp_path / "secantus.log")

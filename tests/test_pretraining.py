@@ -189,20 +189,26 @@ def test_a_killed_deep_infomax_run_resumes_both_players_to_the_uninterrupted_run
     args = ("with", "smoke", "dim_epochs=4", "tsne_points=50")
 
     def start(root: Path) -> subprocess.Popen:
+        """The run in its own process, its output into root/output.log (a pipe nobody reads could fill and stall it)."""
         env = {**os.environ, "PYTHONPATH": str(repo), "LFR_RUNS_DIR": str(root / "runs"),
                "LFR_CHECKPOINT_DIR": str(root / "checkpoints")}  # fmt: skip
-        return subprocess.Popen([sys.executable, str(repo / "experiments" / "pretrain.py"), *args], cwd=tmp_path,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        root.mkdir(exist_ok=True)
+        with open(root / "output.log", "ab") as log:
+            return subprocess.Popen([sys.executable, str(repo / "experiments" / "pretrain.py"), *args], cwd=tmp_path,
+                                    env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def output(root: Path) -> str:
+        return (root / "output.log").read_text(errors="replace")[-2000:]
 
     reference = start(tmp_path / "reference")
-    assert reference.wait(timeout=600) == 0, reference.communicate()[1][-2000:]
+    assert reference.wait(timeout=600) == 0, output(tmp_path / "reference")
     root = tmp_path / "killed"
     killed = start(root)
     wait_until(lambda: list((root / "checkpoints").glob("*.pt")), "a first checkpoint", killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     rerun = start(root)
-    assert rerun.wait(timeout=600) == 0, rerun.communicate()[1][-2000:]
+    assert rerun.wait(timeout=600) == 0, output(root)
     ours, theirs = FileRunStore(root / "runs"), FileRunStore(tmp_path / "reference" / "runs")
     [resumed] = [run for run in ours.runs() if run.status == "COMPLETED"]
     assert resumed.info["resumed_from_epoch"] >= 1

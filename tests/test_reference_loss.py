@@ -15,15 +15,11 @@ gamma = 1 (lightly's is fixed at 1).
 
 from __future__ import annotations
 
+import lightly.loss.vicreg_loss as lightly_vicreg  # the reference: a pinned dev dependency (make setup)
 import pytest
 import torch
 
 from lfr_report.ssl import covariance_loss, invariance_loss, variance_loss, vicreg_loss
-
-lightly_vicreg = pytest.importorskip(
-    "lightly.loss.vicreg_loss",
-    reason="the reference package lightly is not installed (pip install lightly==1.6.0, or make setup)",
-)
 
 CASES = [(2, 3), (8, 16), (64, 128), (256, 512)]  # (batch, projection dim)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import resume_report
 import two_hosts
-from helpers import report_numbers
+from helpers import report_numbers, wait_until
 
 from lfr_report.tracking.store import FileRunStore
 
@@ -82,7 +82,7 @@ def sbatch_recipe(cluster: two_hosts.Cluster, folder: Path, script: str, env: di
     return f"sbatch: {done.returncode} {done.stdout}{done.stderr}\n" + (out.read_text() if out.is_file() else "")
 
 
-def test_two_hosts_have_their_own_names_and_addresses_and_meet_only_over_their_link(cluster):
+def test_two_hosts_have_their_own_names_and_addresses_and_meet_only_over_their_link(cluster, tmp_path):
     one, two = cluster.hosts
     assert cluster.nodes() == {one.name: "idle", two.name: "idle"}
     assert cluster.run(one, "hostname").stdout.strip() == one.name
@@ -94,16 +94,19 @@ def test_two_hosts_have_their_own_names_and_addresses_and_meet_only_over_their_l
         assert cluster.run(two, sys.executable, "-c", reach, "127.0.0.1", str(port)).returncode != 0  # not theirs
     finally:
         listener.close()
-    serve = ("import socket; s = socket.create_server(('0.0.0.0', 29400)); c, a = s.accept(); "
-             "c.sendall(socket.gethostname().encode()); print(a[0])")  # fmt: skip
+    listening = tmp_path / "listening"  # the server says so once listen() has returned: the client starts then
+    serve = ("import socket,sys; s = socket.create_server(('0.0.0.0', 29400)); open(sys.argv[1], 'w').close(); "
+             "c, a = s.accept(); c.sendall(socket.gethostname().encode()); print(a[0])")  # fmt: skip
     results = {}
-    accept = threading.Thread(target=lambda: results.update(server=cluster.run(one, sys.executable, "-c", serve)))
+    accept = threading.Thread(
+        target=lambda: results.update(server=cluster.run(one, sys.executable, "-c", serve, str(listening)))
+    )
     accept.start()
-    time.sleep(1.0)  # its listen() (the client below retries anyway)
-    fetch = ("import socket,sys,time\nfor _ in range(20):\n try: c = socket.create_connection((sys.argv[1], 29400), 3)"
-             "; break\n except OSError: time.sleep(0.25)\nprint(c.recv(100).decode())")  # fmt: skip
+    wait_until(lambda: listening.exists() or not accept.is_alive(), "host 1's server listening", ceiling_s=120)
+    fetch = "import socket,sys\nc = socket.create_connection((sys.argv[1], 29400), 30)\nprint(c.recv(100).decode())"
     client = cluster.run(two, sys.executable, "-c", fetch, one.name)
-    accept.join(30)
+    accept.join(120)
+    assert "server" in results and listening.exists(), results
     assert client.stdout.strip() == one.name  # host 2 reached host 1 by its name
     assert results["server"].stdout.strip() == two.address  # from host 2's address on the link
 
@@ -160,6 +163,7 @@ def test_one_ddp_step_across_hosts_equals_one_process_with_the_whole_batch(clust
     wrong = result["vicreg_without_all_reduce"]
     assert wrong["gradient_error"] > 0.05 * wrong["gradient_scale"]  # the negative control still fails
     assert result["fit"]["parameter_spread"] == 0.0 and result["fit"]["resume_error"] == 0.0
+    assert result["fit"]["resumed"] == [1, 1]  # resumed from epoch 1, epoch 2 trained alone
 
 
 def test_a_rank_failing_on_the_other_host_fails_the_run_with_its_error(cluster, shared, isolated):

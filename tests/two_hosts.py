@@ -31,7 +31,7 @@ import slurm_cluster
 
 SUBNET = "10.231.47"  # host n is SUBNET.n on the link; nothing outside the link has these addresses
 CTLD_PORT, D_PORT = 6817, 6818  # each host has its own ports: the namespaces are empty
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 120
 
 CONF_EXTRA = "SlurmdTimeout=10\nMessageTimeout=5\n"  # a lost node is found down in about 10 s
 
