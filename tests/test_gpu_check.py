@@ -50,8 +50,12 @@ def test_bench_compares_with_the_reference(tiny):
     bench = tiny["sections"]["bench"]["result"]
     rows = {row["pipeline"]: row for row in bench["rows"]}
     assert {"lfr", "lfr, float32, default layout", "reference, 0 workers"} <= set(rows)
-    assert all(row["images_per_s"] > 0 and row["peak_memory_mb"] > 0 for row in rows.values())
-    assert bench["ratio_vs_best_reference"] > 0 and bench["header"]["data"].startswith("synthetic")
+    batch = bench["header"]["batch_size"]
+    for row in rows.values():  # images a second from the measured step time; memory measured
+        assert row["images_per_s"] == pytest.approx(batch / (row["ms_per_step"] / 1e3)) and row["peak_memory_mb"] > 0
+    best_reference = max(row["images_per_s"] for name, row in rows.items() if name.startswith("reference"))
+    assert bench["ratio_vs_best_reference"] == pytest.approx(rows["lfr"]["images_per_s"] / best_reference)
+    assert bench["header"]["data"].startswith("synthetic")
 
 
 def test_the_vicreg_stretch_is_the_full_config_with_sizes_shrunk(tiny):
@@ -62,8 +66,11 @@ def test_the_vicreg_stretch_is_the_full_config_with_sizes_shrunk(tiny):
         assert run["config"]["encoder"] == "convnet" and run["config"]["channels_last"]  # tiny: the small net
         assert "cifar-10-batches-py" in run["data"] and run["full_epochs"] == 30
         assert run["steps"] == 4 and len(run["train_loss"]) == 4
-        assert run["images_per_s"] > 0
+        assert run["seconds_per_epoch_cifar10"] == pytest.approx(50_000 / run["images_per_s"])  # CIFAR-10's train split
         assert run["seconds_full_run"] == pytest.approx(30 * run["seconds_per_epoch_cifar10"])
+    assert stretch["speedup_bf16_vs_float32"] == pytest.approx(
+        runs["bf16"]["images_per_s"] / runs["float32"]["images_per_s"]
+    )
     assert runs["bf16_compile"]["config"]["compile"] and not runs["float32"]["config"]["amp"]
     # on a CPU autocast is off, so the three runs are the same computation from the same seed
     assert stretch["loss_relative_difference_bf16_vs_float32"]["max"] == pytest.approx(0, abs=1e-6)
