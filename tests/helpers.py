@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,18 @@ from pypdf import PdfReader
 from lfr_report.data import DATASETS
 from lfr_report.tracking.store import RunStore
 from lfr_report.tracking.transfer import signature
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_experiment(
+    script: str, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python experiments/SCRIPT ARGS`` in a process of its own, from ``cwd``, with ``env`` added to
+    this environment; its output captured, five minutes at most."""
+    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)  # fmt: skip
+
 
 REQUIRE_TOOLS = "LFR_REQUIRE_TOOLS"  # set by .ci/run: a test whose tool is missing fails there, never skips
 

@@ -4,21 +4,16 @@ diverging run and bad config end, and the PDF built from smoke-scale runs."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import build_session_store, pdf_text
+from helpers import build_session_store, pdf_text, run_experiment
 
 from lfr_report.report import distillation
 from lfr_report.tracking.artifacts import read_npz
 from lfr_report.tracking.store import FileRunStore
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = str(REPO / "experiments" / "distill.py")
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +23,7 @@ def distill_runs(tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd,
-                          env=dict(os.environ), timeout=300)  # fmt: skip
+    return run_experiment("distill.py", *args, cwd=cwd)
 
 
 def test_a_run_logs_both_protocols_per_epoch_and_saves_D(distill_runs):

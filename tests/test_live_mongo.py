@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from helpers import assert_same_runs, report_numbers
+from helpers import assert_same_runs, report_numbers, run_experiment
 
 from lfr_report.report import vicreg
 from lfr_report.tracking.artifacts import read_encoder
@@ -27,16 +24,9 @@ from lfr_report.tracking.local_stack import free_port, start_local_mongo, stop
 from lfr_report.tracking.store import MONGO_TIMEOUT_MS, FileRunStore, MongoRunStore, StoreError, connect_mongo
 from lfr_report.tracking.transfer import copy_runs
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _experiment(script: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=cwd,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)  # fmt: skip
-
 
 def test_experiment_records_metrics_and_artifacts_over_the_wire(mongo_url, isolated):
-    done = _experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": mongo_url}, cwd=isolated)
+    done = run_experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": mongo_url}, cwd=isolated)
     assert done.returncode == 0, done.stderr[-2000:]
     store = MongoRunStore.from_url(mongo_url)
     [run] = store.find("vicreg", "COMPLETED")
@@ -109,7 +99,7 @@ def test_unknown_host_and_wrong_password_fail_fast_before_training(server, isola
                 connect_mongo(url)
             # a ceiling, not a timing: well under pymongo's default 30 s wait, which MONGO_TIMEOUT_MS (3 s) replaces
             assert time.monotonic() - start < 25, MONGO_TIMEOUT_MS
-            done = _experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": url}, cwd=isolated)
+            done = run_experiment("vicreg.py", "with", "smoke", env={"LFR_MONGO_URL": url}, cwd=isolated)
             assert done.returncode == 1, done.stderr[-1000:]
             line = done.stderr.strip()
             assert line.startswith("error: ") and message in line and "\n" not in line

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import skip_or_fail, wait_until
+from helpers import run_experiment, skip_or_fail, wait_until
 from sacred.observers import FileStorageObserver
 
 from lfr_report.data import DATASETS, identity, load_dataset
@@ -271,9 +271,7 @@ SMALL_VICREG = ("with", "smoke", "data.train_size=128", "data.test_size=64", "ts
 
 
 def _vicreg(isolated: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "experiments" / "vicreg.py"), *SMALL_VICREG], cwd=isolated,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return run_experiment("vicreg.py", *SMALL_VICREG, cwd=isolated, env={"PYTHONPATH": str(REPO), **env})
 
 
 def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_checkpoint(isolated):

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_experiment
 
 from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.artifacts import read_npz, read_torch
 from lfr_report.tracking.store import FileRunStore
-
-REPO = Path(__file__).resolve().parents[1]
-
-SCRIPT = str(REPO / "experiments" / "vicreg.py")
 
 
 def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
@@ -50,15 +45,7 @@ def test_smoke_run_records_metrics_artifacts_and_context(smoke_runs):
 
 
 def _cli(*args: str, env_extra: dict | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
+    return run_experiment("vicreg.py", *args, cwd=cwd, env=env_extra)
 
 
 def _statuses(runs: Path) -> list[str]:
