@@ -284,10 +284,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from lfr_report.tracking.observers import sigterm_as_interrupt
+    from lfr_report.tracking.observers import stop_on_signals
 
     try:
-        with sigterm_as_interrupt():  # a killed `lfr report` leaves its current run INTERRUPTED, not RUNNING
+        with stop_on_signals():  # a killed `lfr report` leaves its current run INTERRUPTED, not RUNNING
             args.func(args)
     except LfrError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ from lfr_report.evaluate import ProbeResult
 from lfr_report.running.runner import find_or_run, load_experiment
 from lfr_report.ssl import train
 from lfr_report.tracking import lock
-from lfr_report.tracking.observers import interrupts_deferred, sigterm_as_interrupt
+from lfr_report.tracking.observers import interrupts_deferred, stop_on_signals
 from lfr_report.tracking.store import FileRunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,14 +364,14 @@ def test_a_run_without_checkpoints_takes_its_configuration_lock(isolated):
 # --- how a run ends when it is killed --------------------------------------------------------
 
 
-def _sleeper(tmp_path: Path, *args: str) -> subprocess.Popen:
-    """test_store's sleeper experiment, started (``args``: after the script, such as ``with
-    seed=0``); returns once its run is recorded RUNNING."""
+def _sleeper(tmp_path: Path, *args: str, script: str | None = None) -> subprocess.Popen:
+    """test_store's sleeper experiment (or ``script``), started (``args``: after the script, such
+    as ``with seed=0``); returns once its run is recorded RUNNING."""
     from test_store import SLEEPER
 
-    script = tmp_path / "sleeper.py"
-    script.write_text(SLEEPER)
-    proc = subprocess.Popen([sys.executable, str(script), *args, "-F", str(tmp_path / "runs")], cwd=tmp_path,
+    path = tmp_path / "sleeper.py"
+    path.write_text(script or SLEEPER)
+    proc = subprocess.Popen([sys.executable, str(path), *args, "-F", str(tmp_path / "runs")], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().strip() == "started"
@@ -387,6 +387,41 @@ def test_sigterm_is_one_line_and_the_run_interrupted(isolated):
     assert err.strip().splitlines()[-1] == ("sleeper: interrupted (stopped by signal SIGTERM); the run is recorded "
                                             "INTERRUPTED and the same command resumes it from its last checkpoint")  # fmt: skip
     assert FileRunStore(isolated / "runs").get("1").status == "INTERRUPTED"
+
+
+# Sacred's first step once a run is stopped, with the signal the stopped job gets next: scancel's
+# SIGTERM reaches torchrun's workers and torchrun sends them SIGTERM again; a terminal's Ctrl-C
+# reaches torchrun and its workers both, and torchrun sends SIGINT again.
+SIGNALLED_AGAIN = """
+import os, signal, time
+import sacred.run
+
+stop_heartbeat = sacred.run.Run._stop_heartbeat
+
+def signalled_again(self):
+    os.kill(os.getpid(), signal.{again})
+    time.sleep(0.5)  # the handler runs by now
+    stop_heartbeat(self)
+
+sacred.run.Run._stop_heartbeat = signalled_again
+"""
+
+
+@pytest.mark.parametrize("first, again", [("SIGTERM", "SIGTERM"), ("SIGINT", "SIGINT"), ("SIGINT", "SIGTERM")],
+                         ids=["scancel-then-torchrun", "ctrl-c-then-torchrun", "ctrl-c-then-kill"])  # fmt: skip
+def test_a_stop_signal_that_comes_again_while_the_run_stops_still_records_it_interrupted(isolated, first, again):
+    """The second signal came while Sacred handled the first, before its observers were called:
+    the run stayed RUNNING and the process hung on its heartbeat until SIGKILL (CI, two hosts)."""
+    from test_store import SLEEPER
+
+    script = SIGNALLED_AGAIN.format(again=again) + SLEEPER
+    proc = _sleeper(isolated, script=script)
+    proc.send_signal(getattr(signal, first))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert FileRunStore(isolated / "runs").get("1").status == "INTERRUPTED", err
+    assert f"{again} ignored: already stopping on {first}" in err
+    assert "Traceback" not in err, err
 
 
 def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(isolated, monkeypatch, capsys):
@@ -485,7 +520,7 @@ def test_a_sigterm_during_a_checkpoint_write_waits_for_the_write_then_interrupts
     """torch.save turns an interrupt inside its writer into a RuntimeError; the write finishes first."""
     written: list[str] = []
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), stop_on_signals():
         with interrupts_deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)  # the handler has run by now, had it not been held

@@ -239,11 +239,12 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, experiment: str, named: list[str], updates: dict[str, Any], env: dict[str, str]) -> str:
         os.environ.update(env)
-        from lfr_report.tracking.observers import capture_without_helpers, sigterm_as_interrupt
+        from lfr_report.tracking.observers import capture_without_helpers, stop_on_signals
         from lfr_report.tracking.store import open_store
 
         capture_without_helpers()
-        with sigterm_as_interrupt(), _usr2_stops_the_run() as submitits:
+        submitits = signal.getsignal(signal.SIGUSR2)
+        with stop_on_signals(usr2=_slurm_stop(submitits)):
             try:
                 return find_or_run(open_store(), experiment, named, updates).id
             except SlurmStop as exc:  # recorded TIMEOUT or INTERRUPTED; its checkpoint stays
@@ -259,27 +260,20 @@ class SlurmStop(SacredInterrupt):
     """Slurm's warning signal (SIGUSR2) during a run: recorded TIMEOUT or INTERRUPTED, then requeued."""
 
 
-@contextmanager
-def _usr2_stops_the_run() -> Iterator[Callable]:
-    """In a Slurm job (where submitit handles SIGUSR2), SIGUSR2 raises ``SlurmStop`` while the block
-    runs, with the status TIMEOUT when submitit judges the time limit near, else INTERRUPTED
-    (preemption); yields submitit's handler. Elsewhere nothing changes."""
-    submitits = signal.getsignal(signal.SIGUSR2)
-    if not callable(submitits) or threading.current_thread() is not threading.main_thread():
-        yield submitits
-        return
+def _slurm_stop(submitits: Any) -> Callable[[], SlurmStop] | None:
+    """In a Slurm job (where submitit handles SIGUSR2), what SIGUSR2 raises during a run:
+    ``SlurmStop`` with the status TIMEOUT when submitit judges the time limit near, else
+    INTERRUPTED (preemption). Elsewhere None: SIGUSR2 is left as it is."""
+    if not callable(submitits):
+        return None
 
-    def stop(signum, frame) -> None:
+    def stop() -> SlurmStop:
         timed_out = getattr(getattr(submitits, "__self__", None), "has_timed_out", lambda: False)()
         error = SlurmStop(f"Slurm's signal: {'the time limit is near' if timed_out else 'preempted'}; requeued")
         error.STATUS = "TIMEOUT" if timed_out else "INTERRUPTED"  # what Sacred records
-        raise error
+        return error
 
-    signal.signal(signal.SIGUSR2, stop)
-    try:
-        yield submitits
-    finally:
-        signal.signal(signal.SIGUSR2, submitits)
+    return stop
 
 
 # --- running the waves -------------------------------------------------------------------

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sacred import SETTINGS, Experiment
@@ -62,26 +62,59 @@ def capture_without_helpers() -> None:
         SETTINGS.CAPTURE_MODE = "sys"
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+class _StopOnce:
+    """The handler of the signals that stop a run: the first raises its exception, the ones
+    after it are ignored with a line on stderr.
+
+    A stopped job is signalled more than once: ``scancel`` sends SIGTERM to every process of
+    the job, torchrun's agent then sends its workers SIGTERM again (and a terminal's Ctrl-C
+    reaches torchrun and its workers both, as SIGINT). A second ``KeyboardInterrupt`` raised
+    while Sacred handled the first (stopping its heartbeat, before calling the observers)
+    left the run RUNNING and the process waiting on its heartbeat thread until SIGKILL (seen
+    in CI: tests/test_two_hosts.py)."""
+
+    def __init__(self, raises: dict[int, Callable[[], BaseException]]) -> None:
+        self.raises = raises
+        self.stopping: int | None = None  # the signal that stopped the block
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stopping is not None:
+            os.write(2, f"{signal.Signals(signum).name} ignored: already stopping on "
+                        f"{signal.Signals(self.stopping).name} (recording the run; kill -KILL {os.getpid()} "
+                        "stops at once)\n".encode())  # fmt: skip
+            return
+        self.stopping = signum
+        raise self.raises[signum]()
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``kill``, ``docker stop``, a CI timeout) as Ctrl-C while the block runs.
+def stop_on_signals(usr2: Callable[[], BaseException] | None = None) -> Iterator[None]:
+    """Treat SIGTERM (``kill``, ``scancel``, ``docker stop``, a CI timeout) as Ctrl-C while the
+    block runs, and with ``usr2``, SIGUSR2 (Slurm's warning before a time limit) as the
+    exception it makes; once one of them has stopped the block, the others are ignored.
 
     By default SIGTERM ends Python at once: no ``finally``, no observer call, and the run
     stays RUNNING in the store for ever. As a ``KeyboardInterrupt`` it lets Sacred record
-    the run as INTERRUPTED and the training loops keep their last checkpoint.
+    the run as INTERRUPTED and the training loops keep their last checkpoint. Ctrl-C is
+    taken over only where Python's own handler has it (a job started to ignore it keeps
+    ignoring it).
     """
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    raises: dict[int, Callable[[], BaseException]] = {signal.SIGTERM: lambda: KeyboardInterrupt(
+        "stopped by signal SIGTERM")}  # fmt: skip
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        raises[signal.SIGINT] = KeyboardInterrupt
+    if usr2 is not None:
+        raises[signal.SIGUSR2] = usr2
+    handler = _StopOnce(raises)
+    previous = {signum: signal.signal(signum, handler) for signum in raises}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 @contextmanager
@@ -183,7 +216,7 @@ def run_commandline(ex: Experiment, argv: Sequence[str] | None = None) -> None:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
     try:
-        with sigterm_as_interrupt():
+        with stop_on_signals():
             run = ex.run_commandline(argv)
         lost = [o.lost for o in getattr(run, "observers", []) if isinstance(o, WritesUninterrupted) and o.lost]
         if lost:
