@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import re
@@ -35,6 +36,11 @@ def run_experiment(
 
 
 REQUIRE_TOOLS = "LFR_REQUIRE_TOOLS"  # set by .ci/run: a test whose tool is missing fails there, never skips
+
+
+def statuses(runs: Path) -> list[str]:
+    """The statuses of the runs in the file store ``runs``, read from their run.json, sorted."""
+    return sorted(json.loads(p.read_text())["status"] for p in runs.glob("*/run.json"))
 
 
 def skip_or_fail(reason: str) -> NoReturn:

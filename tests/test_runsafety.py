@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_experiment, skip_or_fail, wait_until
+from helpers import run_experiment, skip_or_fail, statuses, wait_until
 from sacred.observers import FileStorageObserver
 
 from lfr_report.data import DATASETS, identity, load_dataset
@@ -197,10 +197,6 @@ def _vicreg_cli(*args: str, cwd: Path) -> subprocess.Popen:
                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
 
 
-def _statuses(runs: Path) -> list[str]:
-    return sorted(json.loads(p.read_text())["status"] for p in runs.glob("*/run.json"))
-
-
 def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its_checkpoint(isolated):
     args = ("with", "smoke", "epochs=500", "data.train_size=128", "data.test_size=64", "tsne_points=50")
     first = _vicreg_cli(*args, cwd=isolated)
@@ -213,7 +209,7 @@ def test_a_second_identical_run_is_refused_naming_the_first_and_never_shares_its
     assert err.strip().splitlines()[-1].startswith(f"lfr_report.errors.Busy: pid {first.pid} is running this "
                                                    "configuration now (lock "), err  # fmt: skip
     assert "Traceback" not in err
-    assert _statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
+    assert statuses(isolated / "runs") == ["FAILED", "INTERRUPTED"]
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
@@ -285,11 +281,11 @@ def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_half_
         last = done.stderr.strip().splitlines()[-1]
         assert "cannot write checkpoint " + str(small) in last and "no space left on its disk" in last, last
         assert "LFR_CHECKPOINT_DIR" in last
-        assert _statuses(isolated / "runs") == ["FAILED"]
+        assert statuses(isolated / "runs") == ["FAILED"]
         assert not [p.name for p in small.iterdir() if not p.name.endswith(".lock")]  # no checkpoint, no temporary
     again = _vicreg(isolated)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert _statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
+    assert statuses(isolated / "runs") == ["COMPLETED", "FAILED"]
 
 
 def test_a_runs_disk_that_fills_while_the_run_is_recorded_never_leaves_it_completed(isolated):
@@ -302,10 +298,10 @@ def test_a_runs_disk_that_fills_while_the_run_is_recorded_never_leaves_it_comple
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: could not record the run's artifact (") and "No space left on device" in last
         assert "it is recorded FAILED: free space where runs are stored" in last, last
-        assert _statuses(small) == ["FAILED"]
+        assert statuses(small) == ["FAILED"]
         assert FileRunStore(small).runs()[0].status == "FAILED"  # what a report sees: not a run to reuse
     again = _vicreg(isolated)
-    assert again.returncode == 0 and _statuses(isolated / "runs") == ["COMPLETED"], again.stderr[-2000:]
+    assert again.returncode == 0 and statuses(isolated / "runs") == ["COMPLETED"], again.stderr[-2000:]
 
 
 _REPORT_EIGENMAPS = """
@@ -348,7 +344,7 @@ def test_two_reports_at_once_run_an_experiment_without_checkpoints_once(isolated
         out, err = report.communicate(timeout=600)
         assert report.returncode == 0, err
         ids.append(out.strip().splitlines()[-1])
-    assert ids[0] == ids[1] and _statuses(isolated / "runs") == ["COMPLETED"]
+    assert ids[0] == ids[1] and statuses(isolated / "runs") == ["COMPLETED"]
     assert not list((isolated / "checkpoints").glob("*.lock"))  # released when the runs ended
 
 

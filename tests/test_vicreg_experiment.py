@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_experiment
+from helpers import run_experiment, statuses
 
 from lfr_report.running.runner import load_experiment
 from lfr_report.tracking.artifacts import read_npz, read_torch
@@ -48,10 +47,6 @@ def _cli(*args: str, env_extra: dict | None = None, cwd: Path) -> subprocess.Com
     return run_experiment("vicreg.py", *args, cwd=cwd, env=env_extra)
 
 
-def _statuses(runs: Path) -> list[str]:
-    return [json.loads(p.read_text())["status"] for p in runs.glob("*/run.json")]
-
-
 def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
@@ -70,7 +65,7 @@ def test_impossible_config_fails_in_one_line_before_any_run(isolated, updates, e
     assert done.returncode != 0
     assert expected in _last_line(done.stderr)
     assert "Traceback" not in done.stderr
-    assert _statuses(isolated / "runs") == []
+    assert statuses(isolated / "runs") == []
 
 
 def test_missing_dataset_fails_in_one_line_and_records_no_completed_run(isolated):
@@ -86,7 +81,7 @@ def test_missing_dataset_fails_in_one_line_and_records_no_completed_run(isolated
     line = _last_line(done.stderr)
     assert "dataset 'mnist' not found" in line and "data get mnist" in line
     assert "Traceback" not in done.stderr
-    assert "COMPLETED" not in _statuses(isolated / "runs")
+    assert "COMPLETED" not in statuses(isolated / "runs")
 
 
 def test_truncated_gzip_fails_in_one_line_and_records_no_completed_run(isolated):
@@ -102,7 +97,7 @@ def test_truncated_gzip_fails_in_one_line_and_records_no_completed_run(isolated)
     assert done.returncode != 0
     line = _last_line(done.stderr)
     assert "dataset 'fashion_mnist' is corrupt" in line and "train-images-idx3-ubyte.gz" in line
-    assert "COMPLETED" not in _statuses(isolated / "runs")
+    assert "COMPLETED" not in statuses(isolated / "runs")
 
 
 def test_print_config_documents_the_values(isolated):
@@ -115,7 +110,7 @@ def test_print_config_documents_the_values(isolated):
     assert "convnet only: channels of each 3x3 conv block" in out
     assert "PCA whitening: eigenvalues below this fraction" in out
     assert "RandomResizedCrop: fraction of the image area kept" in out
-    assert _statuses(isolated / "runs") == []
+    assert statuses(isolated / "runs") == []
 
 
 def test_help_lists_the_named_configs(isolated):
