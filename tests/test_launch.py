@@ -245,7 +245,12 @@ def test_the_command_lines_slurm_options_and_setup_lines_reach_the_job_script(tm
         (["--executor", "slurm", "--max-requeues", "-1"], "slurm max_requeues must be an integer >= 0, got -1"),
         (
             ["--executor", "slurm", "--time-min", "2", "--signal-delay-s", "120"],
-            "slurm signal_delay_s=120 must be shorter than the time limit (2 min): raise time_min or lower signal_delay_s",
+            "slurm signal_delay_s=120 must be over 60 s shorter than the time limit (2 min): Slurm may send its "
+            "signal up to 60 s early, before a job has started; raise time_min or lower signal_delay_s",
+        ),
+        (
+            ["--executor", "slurm", "--time-min", "1", "--signal-delay-s", "0"],
+            "slurm signal_delay_s=0 must be over 60 s shorter than the time limit (1 min)",
         ),
     ],
 )
