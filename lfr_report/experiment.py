@@ -64,7 +64,7 @@ from lfr_report.ingredients import data_ingredient
 from lfr_report.resources import experiments_dir
 from lfr_report.tracking import Run, open_store
 from lfr_report.tracking.artifacts import add_torch_artifact, read_encoder
-from lfr_report.tracking.observers import WritesUninterrupted
+from lfr_report.tracking.observers import record_uninterrupted
 
 
 def new_experiment(
@@ -111,13 +111,8 @@ def new_experiment(
 
         ex.config_hook(check_launch_config)
         ex.pre_run_hook(record_on_rank0_as_failed_by_any)
-    ex.pre_run_hook(_writes_uninterrupted)  # last, so that it holds signals around the other wrappers too
+    ex.pre_run_hook(record_uninterrupted)  # last, so that it holds signals around the other wrappers too
     return ex
-
-
-def _writes_uninterrupted(_run):
-    """Every observer's writes (the final status above all) finish before a signal stops the run."""
-    _run.observers[:] = [WritesUninterrupted(observer) for observer in _run.observers]
 
 
 def _threads():

@@ -416,8 +416,56 @@ def test_a_stop_signal_that_comes_again_while_the_run_stops_still_records_it_int
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert FileRunStore(isolated / "runs").get("1").status == "INTERRUPTED", err
-    assert f"{again} ignored: already stopping on {first}" in err
+    assert f"{again} ignored: already stopping ({first} came first)" in err
     assert "Traceback" not in err, err
+
+
+# A run whose main function ends (``{end}``), signalled during Sacred's last heartbeat, which it
+# writes once the main function has returned or raised: when one rank fails, torchrun's SIGTERM
+# reaches rank 0 about then.
+SIGNALLED_AT_THE_END = """
+import os, signal, time
+import sacred.run
+from sacred import Experiment
+from lfr_report.tracking.observers import record_uninterrupted, run_commandline
+
+emit_heartbeat = sacred.run.Run._emit_heartbeat
+
+def last_heartbeat_signalled(self):
+    if self._stop_heartbeat_event.is_set():  # the last one
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the handler runs by now
+    emit_heartbeat(self)
+
+sacred.run.Run._emit_heartbeat = last_heartbeat_signalled
+ex = Experiment("ending")
+ex.pre_run_hook(record_uninterrupted)
+
+@ex.main
+def main():
+    {end}
+
+if __name__ == "__main__":
+    run_commandline(ex)
+"""
+
+
+@pytest.mark.parametrize("end, status, code", [
+    ("raise RuntimeError('planted failure: the other rank closed the connection')", "FAILED", 1),
+    ("return 3", "INTERRUPTED", 130),
+], ids=["failed", "returned"])  # fmt: skip
+def test_a_stop_signal_during_the_last_heartbeat_never_leaves_the_run_running(isolated, end, status, code):
+    """A failed run is recorded FAILED (the signal is ignored: the process ends anyway); a run whose
+    main function returned is stopped before it is recorded COMPLETED. Before, the signal escaped
+    Sacred and the run stayed RUNNING (CI: tests/test_distributed.py, a failing rank)."""
+    script = isolated / "ending.py"
+    script.write_text(SIGNALLED_AT_THE_END.format(end=end))
+    done = run_experiment(script, "-F", str(isolated / "runs"), cwd=isolated)
+    assert done.returncode == code, done.stderr[-3000:]
+    assert statuses(isolated / "runs") == [status], done.stderr[-3000:]
+    if status == "FAILED":
+        assert "SIGTERM ignored: already stopping (the run failed)" in done.stderr
+        assert "planted failure" in json.loads((isolated / "runs" / "1" / "run.json").read_text())["fail_trace"][-1]
 
 
 def test_a_sigkilled_run_shows_as_probably_dead_in_lfr_runs_and_reports_skip_it(isolated, monkeypatch, capsys):

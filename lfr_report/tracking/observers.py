@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 from sacred import SETTINGS, Experiment
 from sacred.observers import FileStorageObserver, MongoObserver, RunObserver
+from sacred.utils import SacredInterrupt
 
 from lfr_report import distributed
 from lfr_report.errors import LfrError
@@ -71,19 +72,20 @@ class _StopOnce:
     reaches torchrun and its workers both, as SIGINT). A second ``KeyboardInterrupt`` raised
     while Sacred handled the first (stopping its heartbeat, before calling the observers)
     left the run RUNNING and the process waiting on its heartbeat thread until SIGKILL (seen
-    in CI: tests/test_two_hosts.py)."""
+    in CI: tests/test_two_hosts.py). ``record_uninterrupted`` sets ``stopping`` too, while a
+    failed run is recorded."""
 
     def __init__(self, raises: dict[int, Callable[[], BaseException]]) -> None:
         self.raises = raises
-        self.stopping: int | None = None  # the signal that stopped the block
+        self.stopping: str | None = None  # why the block is stopping already ("SIGTERM came first")
 
     def __call__(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
         if self.stopping is not None:
-            os.write(2, f"{signal.Signals(signum).name} ignored: already stopping on "
-                        f"{signal.Signals(self.stopping).name} (recording the run; kill -KILL {os.getpid()} "
-                        "stops at once)\n".encode())  # fmt: skip
+            os.write(2, f"{name} ignored: already stopping ({self.stopping}); recording the run (kill -KILL "
+                        f"{os.getpid()} stops at once)\n".encode())  # fmt: skip
             return
-        self.stopping = signum
+        self.stopping = f"{name} came first"
         raise self.raises[signum]()
 
 
@@ -143,6 +145,41 @@ def interrupts_deferred() -> Iterator[None]:
             handler(signum, None)
         elif handler == signal.SIG_DFL:
             signal.raise_signal(signum)
+
+
+def record_uninterrupted(_run) -> None:
+    """Sacred pre-run hook: no stop signal cuts the record of the run ``_run``.
+
+    * each observer's writes are whole (``WritesUninterrupted``);
+    * Sacred's end of a run: once its main function has returned or raised, Sacred stops the
+      heartbeat, which writes a last heartbeat, and only then records the status. A stop signal
+      during that last heartbeat raised out of Sacred's own ``except`` clause, so a failed run
+      was never recorded and stayed RUNNING (seen in CI: torchrun's SIGTERM to rank 0 once
+      another rank failed, tests/test_distributed.py). The last heartbeat is now written with
+      the signals held; if the run failed, they are then ignored until its status is recorded
+      (the process is ending anyway); otherwise a held signal stops the run as usual, before it
+      is recorded COMPLETED.
+    """
+    _run.observers[:] = [WritesUninterrupted(observer) for observer in _run.observers]
+    stop_heartbeat, wait_for_observers = _run._stop_heartbeat, _run._wait_for_observers
+    set_here: list[_StopOnce] = []
+
+    def stop_heartbeat_whole() -> None:
+        ending = sys.exc_info()[1]  # what Sacred is handling when it stops the heartbeat, if anything
+        handler = signal.getsignal(signal.SIGTERM)
+        failed = ending is not None and not isinstance(ending, KeyboardInterrupt | SacredInterrupt)
+        if failed and isinstance(handler, _StopOnce) and handler.stopping is None:
+            handler.stopping = "the run failed"
+            set_here.append(handler)
+        with interrupts_deferred():
+            stop_heartbeat()
+
+    def wait_then_listen() -> None:
+        wait_for_observers()
+        while set_here:  # recorded: the signals stop whatever comes next again
+            set_here.pop().stopping = None
+
+    _run._stop_heartbeat, _run._wait_for_observers = stop_heartbeat_whole, wait_then_listen
 
 
 class WritesUninterrupted:
