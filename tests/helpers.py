@@ -27,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_experiment(
-    script: str, *args: str, cwd: Path, env: dict[str, str] | None = None
+    script: str | Path, *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python experiments/SCRIPT ARGS`` in a process of its own, from ``cwd``, with ``env`` added to
-    this environment; its output captured, five minutes at most."""
+    this environment; its output captured, five minutes at most. An absolute ``script`` (one a
+    test wrote) is run where it is."""
     return subprocess.run([sys.executable, str(REPO / "experiments" / script), *args], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)  # fmt: skip
 
